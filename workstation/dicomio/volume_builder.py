@@ -1,0 +1,196 @@
+"""Turn the instances of one series into volumes in real units on a regular LPS grid.
+
+Pixels are read once into an array of the stored type; rescale is applied slice
+by slice in place when the result fits the same width (CT: stored uint16 ->
+int16 HU), so peak memory stays near the volume's own size. Tilted stacks and
+non-uniform spacing are resampled, and the volume's notes say so.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from inference.errors import GeometryError, NotAVolumeError
+from inference.volume import Volume
+from workstation.dicomio.headers import InstanceHeader
+from workstation.dicomio.pixels import read_planes, stored_dtype
+from workstation.dicomio.qa import SeriesQA
+from workstation.dicomio.slices import Plane, planes_of
+from workstation.dicomio.sopclasses import ObjectKind, object_kind
+from workstation.dicomio.stack import StackGeometry, StackPlan, plan_stack
+
+logger = logging.getLogger(__name__)
+
+NonUniform = Literal["resample", "refuse"]
+_INT_CANDIDATES = [np.uint8, np.int8, np.int16, np.uint16, np.int32]
+
+
+@dataclass
+class SeriesVolumes:
+    """The volumes made from one series (several for 4-D/multi-echo data) and its QA."""
+
+    volumes: list[Volume]
+    plan: StackPlan
+
+    @property
+    def qa(self) -> SeriesQA:
+        """The series-level QA report."""
+        return self.plan.qa
+
+
+def image_planes(headers: Sequence[InstanceHeader]) -> list[Plane]:
+    """All planes of the image objects among ``headers``."""
+    planes: list[Plane] = []
+    for h in headers:
+        if object_kind(h.sop_class_uid, h.has_pixels) is ObjectKind.IMAGE and h.has_pixels:
+            planes.extend(planes_of(h))
+    return planes
+
+
+def plan_series(headers: Sequence[InstanceHeader], label: str = "series") -> StackPlan:
+    """Geometry and QA of a series without reading pixels."""
+    return plan_stack(image_planes(headers), label)
+
+
+def load_series(
+    headers: Sequence[InstanceHeader],
+    *,
+    nonuniform: NonUniform = "resample",
+    label: str = "series",
+    workers: int = 0,
+) -> SeriesVolumes:
+    """Read a series into volumes; raise ``NotAVolumeError``/``GeometryError`` with reasons."""
+    plan = plan_series(headers, label)
+    geom0 = plan.volumes[0]
+    if not geom0.uniform and nonuniform == "refuse":
+        item = plan.qa.get("spacing")
+        raise GeometryError(f"{label}: {item.detail if item else 'non-uniform slice spacing'}; refused")
+    volumes = [_build(g, workers, label) for g in plan.volumes]
+    return SeriesVolumes(volumes, plan)
+
+
+def _output_dtype(lo: float, hi: float, integral: bool) -> np.dtype[Any]:
+    if integral:
+        for cand in _INT_CANDIDATES:
+            info = np.iinfo(cand)
+            if info.min <= lo and hi <= info.max:
+                # Prefer signed 16-bit over unsigned 8-bit ranges: viewers and models expect it.
+                return np.dtype(np.int16) if cand in (np.uint8, np.int8) else np.dtype(cand)
+    return np.dtype(np.float32)
+
+
+def _rescale(buf: npt.NDArray[Any], slopes: npt.NDArray[np.float64],
+             intercepts: npt.NDArray[np.float64]) -> npt.NDArray[Any]:
+    """Apply slope/intercept into the smallest dtype that holds the result."""
+    integral = bool(np.all(slopes == np.round(slopes)) and np.all(intercepts == np.round(intercepts)))
+    identity = bool(np.all(slopes == 1) and np.all(intercepts == 0))
+    mins = buf.min(axis=(1, 2)).astype(np.float64)
+    maxs = buf.max(axis=(1, 2)).astype(np.float64)
+    ends = np.stack([mins * slopes + intercepts, maxs * slopes + intercepts])
+    out_dtype = _output_dtype(float(ends.min()), float(ends.max()), integral)
+    if identity and out_dtype == buf.dtype:
+        return buf
+    if out_dtype.itemsize == buf.dtype.itemsize:
+        out = buf.view(out_dtype)
+    else:
+        out = np.empty(buf.shape, dtype=out_dtype)
+    work = np.int64 if integral else np.float64
+    for k in range(buf.shape[0]):
+        tmp = buf[k].astype(work)
+        if slopes[k] != 1:
+            tmp *= slopes[k] if not integral else int(slopes[k])
+        if intercepts[k] != 0:
+            tmp += intercepts[k] if not integral else int(intercepts[k])
+        out[k] = tmp
+    return out
+
+
+def _shift_inplane(arr: npt.NDArray[Any], g: StackGeometry) -> npt.NDArray[Any]:
+    from scipy import ndimage
+
+    dr, dc = g.planes[0].pixel_spacing
+    fill = float(arr.min())
+    for k in range(arr.shape[0]):
+        delta = (g.offsets[k] - g.reference_offset) / np.array([dr, dc])
+        if np.abs(delta).max() <= 1e-3:
+            continue
+        moved = ndimage.shift(arr[k].astype(np.float32), delta, order=1, mode="constant", cval=fill)
+        arr[k] = np.rint(moved) if arr.dtype.kind in "iu" else moved
+    return arr
+
+
+def _resample_axis(arr: npt.NDArray[Any], g: StackGeometry) -> npt.NDArray[Any]:
+    target = g.positions[0] + np.arange(g.target_count) * g.spacing
+    idx = np.clip(np.searchsorted(g.positions, target, side="right") - 1, 0, len(g.positions) - 2)
+    lo, hi = g.positions[idx], g.positions[idx + 1]
+    w = np.clip((target - lo) / (hi - lo), 0.0, 1.0)
+    out = np.empty((len(target), *arr.shape[1:]), dtype=arr.dtype)
+    for t in range(len(target)):
+        val = arr[idx[t]].astype(np.float32) * (1 - w[t]) + arr[idx[t] + 1].astype(np.float32) * w[t]
+        out[t] = np.rint(val) if arr.dtype.kind in "iu" else val
+    return out
+
+
+def _units(h: InstanceHeader) -> str:
+    if h.modality == "CT":
+        return "HU"
+    if h.rescale_type and h.rescale_type.upper() not in ("US", "UNSPECIFIED"):
+        return h.rescale_type
+    return ""
+
+
+def _build(g: StackGeometry, workers: int, label: str) -> Volume:
+    planes = g.planes
+    first = planes[0]
+    h = first.header
+    dtypes = {stored_dtype(p.header) for p in planes}
+    dtype = dtypes.pop() if len(dtypes) == 1 else np.dtype(np.int32)
+    buf = np.empty((len(planes), first.rows, first.columns), dtype=dtype)
+    read_planes(planes, buf, workers)
+    slopes = np.array([p.slope for p in planes], dtype=np.float64)
+    intercepts = np.array([p.intercept for p in planes], dtype=np.float64)
+    arr = _rescale(buf, slopes, intercepts)
+    notes: list[str] = []
+    if g.needs_shift:
+        arr = _shift_inplane(arr, g)
+        notes.append(
+            f"resampled: slices were offset in-plane along the stack (tilt {g.tilt_degrees:.2f}° "
+            "from ImagePositionPatient/ImageOrientationPatient); shifted onto an orthogonal grid"
+        )
+    if not g.uniform and len(planes) > 1:
+        arr = _resample_axis(arr, g)
+        notes.append(
+            f"resampled: slice spacing was non-uniform ({np.diff(g.positions).min():.3f}-"
+            f"{np.diff(g.positions).max():.3f} mm); interpolated to {g.spacing:.3f} mm"
+        )
+    if arr.ndim != 3 or arr.shape[0] == 0:
+        raise NotAVolumeError(f"{label}: no slices could be stacked")
+    metadata = {
+        "series_description": h.series_description,
+        "patient_position": h.patient_position,
+        "slice_thickness": h.slice_thickness,
+        "kernel": h.kernel,
+        "manufacturer": h.manufacturer,
+        "model": h.model,
+        "contrast_agent": h.contrast_agent,
+        "body_part": h.body_part,
+        "window_center": h.window_center,
+        "window_width": h.window_width,
+        "photometric": h.photometric,
+        "source_planes": len(planes),
+    }
+    return Volume(
+        array=arr,
+        affine=g.affine(),
+        modality=h.modality,
+        units=_units(h),
+        frame_of_reference_uid=h.frame_of_reference_uid,
+        notes=tuple(notes),
+        metadata=metadata,
+    )

@@ -1,0 +1,95 @@
+"""The one settings object of the application.
+
+Values come from, in order of precedence: ``WORKSTATION_*`` environment
+variables, the JSON file ``settings.json`` in the user's config dir, defaults.
+Tests point ``WORKSTATION_CONFIG_DIR`` and ``WORKSTATION_DATA_DIR`` at temporary
+folders, so they never read or write the user's settings.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+logger = logging.getLogger(__name__)
+
+APP_NAME = "radiology-workstation"
+
+
+def config_dir() -> Path:
+    """Folder holding ``settings.json`` (``WORKSTATION_CONFIG_DIR`` overrides)."""
+    env = os.environ.get("WORKSTATION_CONFIG_DIR")
+    return Path(env) if env else Path(platformdirs.user_config_dir(APP_NAME, appauthor=False))
+
+
+def _default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+
+
+class Settings(BaseSettings):
+    """Everything a user or IT installer can configure."""
+
+    model_config = SettingsConfigDict(env_prefix="WORKSTATION_", extra="ignore")
+
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    db: Path | None = None
+    models_dir: Path | None = None
+    import_workers: int = Field(default=0, ge=0, description="0 = one per CPU core")
+    nonuniform_spacing: Literal["resample", "refuse"] = "resample"
+
+    @property
+    def db_path(self) -> Path:
+        """The SQLite study index."""
+        return self.db if self.db is not None else self.data_dir / "index.sqlite"
+
+    @property
+    def demo_dir(self) -> Path:
+        """Where the generated demo study is cached."""
+        return self.data_dir / "demo"
+
+    @property
+    def models_path(self) -> Path:
+        """The only folder model bundles are loaded from."""
+        return self.models_dir if self.models_dir is not None else self.data_dir / "models"
+
+    def save(self) -> Path:
+        """Write the non-default values to ``settings.json`` and return its path."""
+        path = config_dir() / "settings.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = self.model_dump(mode="json", exclude_defaults=True)
+        path.write_text(json.dumps(data, indent=2), encoding="utf-8")
+        return path
+
+
+def _file_values() -> dict[str, Any]:
+    path = config_dir() / "settings.json"
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        logger.warning("ignoring unreadable settings file %s: %s", path, exc)
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def load_settings() -> Settings:
+    """Build settings from the file, with environment variables taking precedence."""
+    values = _file_values()
+    env_names = {k.lower().removeprefix("workstation_") for k in os.environ if k.startswith("WORKSTATION_")}
+    values = {k: v for k, v in values.items() if k not in env_names}
+    return Settings(**values)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (call ``get_settings.cache_clear()`` after changing the env)."""
+    return load_settings()
