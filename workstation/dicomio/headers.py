@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from inference.errors import UnreadableFileError
-from workstation.dicomio.sources import FileRef
 from workstation.dicomio.sopclasses import is_image_storage
+from workstation.dicomio.sources import FileRef
 
 logger = logging.getLogger(__name__)
 

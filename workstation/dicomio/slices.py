@@ -65,7 +65,7 @@ def _temporal(h: InstanceHeader, temporal: float | None = None, echo: float | No
 
 def mosaic_grid(h: InstanceHeader) -> int:
     """Tiles per mosaic side (ceil of the square root of the image count)."""
-    return int(math.ceil(math.sqrt(h.mosaic_count)))
+    return math.ceil(math.sqrt(h.mosaic_count))
 
 
 def planes_of(h: InstanceHeader) -> list[Plane]:

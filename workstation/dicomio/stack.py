@@ -46,7 +46,7 @@ class StackGeometry:
         """Slices in the regular output grid."""
         if len(self.planes) == 1 or self.uniform:
             return len(self.planes)
-        return int(round((self.positions[-1] - self.positions[0]) / self.spacing)) + 1
+        return round(float(self.positions[-1] - self.positions[0]) / self.spacing) + 1
 
     def affine(self) -> npt.NDArray[np.float64]:
         """Index (slice, row, column) -> LPS of the regular output grid."""

@@ -28,7 +28,7 @@ from workstation.dicomio.stack import StackGeometry, StackPlan, plan_stack
 logger = logging.getLogger(__name__)
 
 NonUniform = Literal["resample", "refuse"]
-_INT_CANDIDATES = [np.uint8, np.int8, np.int16, np.uint16, np.int32]
+_INT_CANDIDATES: list[type[np.integer[Any]]] = [np.uint8, np.int8, np.int16, np.uint16, np.int32]
 
 
 @dataclass

@@ -1,0 +1,43 @@
+"""The main window shell: builds without an event loop, imports on a worker thread, lists series."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pytestqt.qtbot import QtBot
+
+from tests import dicom_factory as f
+from workstation.qt.app import create_main_window
+from workstation.qt.main_window import SERIES_ROLE
+from workstation.settings import get_settings
+
+
+def test_import_runs_off_the_gui_thread_and_fills_the_browser(qtbot: QtBot, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    f.ct_series(tmp_path / "study", 5, series_number=7)
+    (tmp_path / "study" / "bad.dcm").write_bytes(b"nope" * 20)
+    window = create_main_window(get_settings())
+    qtbot.addWidget(window)
+    window.show()
+    assert window.browser.topLevelItemCount() == 0
+    from PySide6.QtWidgets import QMessageBox
+
+    shown: list[str] = []
+    monkeypatch.setattr(QMessageBox, "warning", staticmethod(lambda parent, title, text: shown.append(text)))
+    with qtbot.waitSignal(window.import_finished, timeout=30_000) as blocker:
+        window.start_import([tmp_path / "study"])
+    result = blocker.args[0]
+    assert result.added == 5
+    assert window.browser.topLevelItemCount() == 1
+    study = window.browser.topLevelItem(0)
+    series = study.child(0)
+    assert series.text(1) == "CT" and series.text(2) == "volume" and series.text(3) == "5"
+    assert "1 rejected" in window.statusBar().currentMessage()
+    assert shown and "bad.dcm" in shown[0], "the user is told which file was rejected and why"
+    window.browser.setCurrentItem(series)
+    assert series.data(0, SERIES_ROLE) is not None
+    html = window.details.toHtml()
+    assert "uniform 2.000 mm" in html
+    window.close()
+    assert window.pool.activeThreadCount() == 0

@@ -1,0 +1,186 @@
+"""The ``workstation`` command: with no subcommand it opens the window.
+
+Every failure a user can cause (bad path, series that is not a volume, refused
+geometry) ends in one place here: a one-line message on stderr naming the file
+or series and the reason, and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from inference.errors import WorkstationError
+from workstation.logs import configure_logging
+from workstation.settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="workstation", description="Radiology AI workstation.")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    p.add_argument("--db", type=Path, help="study index file (default: in the user data dir)")
+    sub = p.add_subparsers(dest="command")
+    sub.add_parser("gui", help="open the workstation window (the default)")
+    imp = sub.add_parser("import", help="index DICOM from folders, zips, DICOMDIRs or files (headers only)")
+    imp.add_argument("paths", nargs="+", type=Path)
+    imp.add_argument("--json", action="store_true", help="print a machine-readable summary")
+    imp.add_argument("--workers", type=int, default=None, help="header-reading processes (default: CPUs)")
+    lst = sub.add_parser("list", help="show what the index holds")
+    lst.add_argument("--json", action="store_true")
+    conv = sub.add_parser("convert", help="write a series as NIfTI (RAS affine, dcm2niix layout)")
+    conv.add_argument("series", help="index id, series key or UID, or a folder holding one series")
+    conv.add_argument("--out", type=Path, required=True)
+    conv.add_argument("--refuse-nonuniform", action="store_true",
+                      help="fail on non-uniform slice spacing instead of resampling")
+    qa = sub.add_parser("qa", help="series-level quality report (spacing, tilt, orientation, missing slices)")
+    qa.add_argument("series")
+    qa.add_argument("--json", action="store_true")
+    demo = sub.add_parser("demo", help="generate and import the demo study, then open it")
+    demo.add_argument("--no-gui", action="store_true", help="only generate, import and summarise")
+    return p
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    s = get_settings()
+    return s.model_copy(update={"db": args.db}) if args.db else s
+
+
+def _print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+def _cmd_import(args: argparse.Namespace, settings: Settings) -> int:
+    from workstation.index import StudyIndex, import_paths
+    from workstation.services.studies import import_result_json
+
+    workers = args.workers if args.workers is not None else settings.import_workers
+    with StudyIndex(settings.db_path) as index:
+        result = import_paths(args.paths, index, workers=workers)
+        summary = import_result_json(index, result)
+    if args.json:
+        _print_json(summary)
+        return 0
+    print(f"{result.files_seen} files: {result.added} added, {result.already_indexed} already indexed, "
+          f"{len(result.rejected)} rejected ({result.seconds:.1f} s)")
+    _print_studies(summary["studies"])
+    for r in summary["rejected"]:
+        print(f"  rejected {r['file']}: {r['reason']}")
+    return 0
+
+
+def _print_studies(studies: list[dict[str, Any]]) -> None:
+    for st in studies:
+        print(f"study {st['id']}: {st['date'] or '-'} {st['description'] or '(no description)'}"
+              f"  [{len(st['notes'])} notes]")
+        for se in st["series"]:
+            shape = "x".join(str(x) for x in se["shape"]) if se.get("shape") else ""
+            print(f"  series {se['id']:>4}  #{se['number'] if se['number'] is not None else '-':<4} "
+                  f"{se['modality']:<3} {se['kind']:<17} {se['instances']:>5} inst  {shape:<12} "
+                  f"{se['description']}")
+
+
+def _cmd_list(args: argparse.Namespace, settings: Settings) -> int:
+    from workstation.index import StudyIndex
+    from workstation.services.studies import index_json
+
+    with StudyIndex(settings.db_path) as index:
+        data = index_json(index)
+    if args.json:
+        _print_json(data)
+    else:
+        c = data["counts"]
+        print(f"{c['studies']} studies, {c['series']} series, {c['instances']} instances")
+        _print_studies(data["studies"])
+    return 0
+
+
+def _cmd_convert(args: argparse.Namespace, settings: Settings) -> int:
+    from workstation.dicomio.nifti import write_nifti
+    from workstation.index import StudyIndex
+    from workstation.services.studies import load_series_volumes, resolve_series
+
+    with StudyIndex(settings.db_path) as index:
+        source = resolve_series(args.series, index)
+    policy = "refuse" if args.refuse_nonuniform else settings.nonuniform_spacing
+    loaded = load_series_volumes(source, policy)
+    out = write_nifti(loaded.volumes, args.out)
+    v = loaded.volumes[0]
+    print(f"wrote {out}: {len(loaded.volumes)} volume(s) of {v.shape[2]}x{v.shape[1]}x{v.shape[0]}")
+    for note in v.notes:
+        print(f"  note: {note}")
+    return 0
+
+
+def _cmd_qa(args: argparse.Namespace, settings: Settings) -> int:
+    from workstation.dicomio.summary import summarize_series
+    from workstation.index import StudyIndex
+    from workstation.services.studies import resolve_series
+
+    with StudyIndex(settings.db_path) as index:
+        source = resolve_series(args.series, index)
+    summary = summarize_series(source.headers, source.label)
+    if args.json:
+        _print_json({"series": source.label, **summary.to_dict()})
+        return 0
+    print(f"{source.label}: {summary.kind}, {summary.instances} instances")
+    if summary.reason:
+        print(f"  {summary.reason}")
+    for item in summary.qa:
+        extra = f"  -> {item['action']}" if item["action"] != "none needed" else ""
+        print(f"  {item['check']:<18} {item['status']:<7} {item['detail']}{extra}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from workstation.index import StudyIndex
+    from workstation.services.studies import demo_study, import_result_json
+
+    with StudyIndex(settings.db_path) as index:
+        folder, result = demo_study(settings, index)
+        summary = import_result_json(index, result)
+        known = [s for s in index.studies() if s["id"] in result.study_ids] or index.studies()
+    print(f"demo study at {folder}")
+    _print_studies(summary["studies"])
+    if args.no_gui:
+        return 0
+    return _gui(settings, open_study=known[0]["id"] if known else None)
+
+
+def _gui(settings: Settings, open_study: int | None = None) -> int:
+    from workstation.qt.app import run_gui
+
+    return run_gui(settings, open_study=open_study)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``workstation`` console command."""
+    args = _parser().parse_args(argv)
+    configure_logging(args.verbose)
+    settings = _settings(args)
+    handlers = {
+        "import": _cmd_import, "list": _cmd_list, "convert": _cmd_convert,
+        "qa": _cmd_qa, "demo": _cmd_demo,
+    }
+    try:
+        if args.command in handlers:
+            return handlers[args.command](args, settings)
+        return _gui(settings)
+    except WorkstationError as exc:
+        print(f"workstation: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # output piped into e.g. `head`
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,210 @@
+"""The study index: patients, studies, series, instances and notes in SQLite.
+
+Files are referenced in place by path (``zip::member`` for zip members); the
+index never copies or modifies them. Each instance's header is stored as JSON,
+so a series can be turned into a volume without parsing headers again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from workstation.dicomio.headers import InstanceHeader
+from workstation.dicomio.series import SeriesGroup, patient_key
+from workstation.dicomio.summary import SeriesSummary
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS patients (
+    id INTEGER PRIMARY KEY, patient_key TEXT UNIQUE NOT NULL,
+    patient_id TEXT, name TEXT, birth_date TEXT, sex TEXT);
+CREATE TABLE IF NOT EXISTS studies (
+    id INTEGER PRIMARY KEY, study_key TEXT UNIQUE NOT NULL,
+    patient_ref INTEGER NOT NULL REFERENCES patients(id),
+    study_uid TEXT, date TEXT, time TEXT, description TEXT, accession TEXT);
+CREATE TABLE IF NOT EXISTS series (
+    id INTEGER PRIMARY KEY, series_key TEXT UNIQUE NOT NULL,
+    study_ref INTEGER NOT NULL REFERENCES studies(id),
+    series_uid TEXT, number INTEGER, modality TEXT, description TEXT,
+    kind TEXT, summary_json TEXT);
+CREATE TABLE IF NOT EXISTS instances (
+    id INTEGER PRIMARY KEY, series_ref INTEGER NOT NULL REFERENCES series(id),
+    ref TEXT UNIQUE NOT NULL, sop_uid TEXT, instance_number INTEGER,
+    size INTEGER, mtime REAL, header_json TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS instances_series ON instances(series_ref);
+CREATE TABLE IF NOT EXISTS notes (
+    id INTEGER PRIMARY KEY, study_ref INTEGER NOT NULL REFERENCES studies(id),
+    source TEXT NOT NULL, kind TEXT NOT NULL, text TEXT NOT NULL,
+    UNIQUE(study_ref, source, kind));
+CREATE TABLE IF NOT EXISTS rejects (ref TEXT PRIMARY KEY, reason TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class SeriesRow:
+    """One series as stored in the index."""
+
+    id: int
+    series_key: str
+    study_id: int
+    series_uid: str
+    number: int | None
+    modality: str
+    description: str
+    kind: str
+    summary: dict[str, Any]
+
+
+class StudyIndex:
+    """A connection to the SQLite index (one per thread)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(self.path))
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(SCHEMA)
+        self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._db.close()
+
+    def __enter__(self) -> StudyIndex:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """Commit on success, roll back on error."""
+        with self._db:
+            yield self._db
+
+    # --- writing -----------------------------------------------------------------
+    def known_refs(self) -> dict[str, tuple[int, float]]:
+        """Every indexed file with the size and mtime it had when indexed."""
+        rows = self._db.execute("SELECT ref, size, mtime FROM instances")
+        return {r["ref"]: (r["size"], r["mtime"]) for r in rows}
+
+    def _upsert(self, table: str, key_col: str, key: str, values: dict[str, Any]) -> int:
+        row = self._db.execute(f"SELECT id FROM {table} WHERE {key_col}=?", (key,)).fetchone()
+        if row:
+            return int(row["id"])
+        cols = [key_col, *values]
+        marks = ",".join("?" for _ in cols)
+        cur = self._db.execute(
+            f"INSERT INTO {table} ({','.join(cols)}) VALUES ({marks})", (key, *values.values())
+        )
+        return int(cur.lastrowid or 0)
+
+    def add_group(self, group: SeriesGroup, stats: dict[str, tuple[int, float]]) -> tuple[int, int, int]:
+        """Insert a series group's new instances; returns ``(study_id, series_id, added)``."""
+        h = group.first
+        pid = self._upsert("patients", "patient_key", patient_key(h), {
+            "patient_id": h.patient_id, "name": h.patient_name,
+            "birth_date": h.patient_birth_date, "sex": h.patient_sex})
+        sid = self._upsert("studies", "study_key", group.study_key, {
+            "patient_ref": pid, "study_uid": h.study_uid, "date": h.study_date, "time": h.study_time,
+            "description": h.study_description, "accession": h.accession})
+        ser = self._upsert("series", "series_key", group.series_key, {
+            "study_ref": sid, "series_uid": h.series_uid, "number": h.series_number,
+            "modality": h.modality, "description": h.series_description, "kind": group.kind,
+            "summary_json": "{}"})
+        rows = [
+            (ser, x.ref, x.sop_instance_uid, x.instance_number, *stats.get(x.ref, (0, 0.0)),
+             json.dumps(x.to_dict(), separators=(",", ":")))
+            for x in group.headers
+        ]
+        cur = self._db.executemany(
+            "INSERT OR IGNORE INTO instances (series_ref, ref, sop_uid, instance_number, size, mtime, header_json)"
+            " VALUES (?,?,?,?,?,?,?)", rows)
+        return sid, ser, cur.rowcount
+
+    def series_of_refs(self, refs: Iterable[str]) -> dict[int, int]:
+        """``{series_id: study_id}`` for the indexed files among ``refs``."""
+        wanted = set(refs)
+        rows = self._db.execute("SELECT i.ref, s.id, s.study_ref FROM instances i JOIN series s ON s.id = i.series_ref")
+        return {int(r["id"]): int(r["study_ref"]) for r in rows if r["ref"] in wanted}
+
+    def set_summary(self, series_id: int, summary: SeriesSummary) -> None:
+        """Store a series' kind and QA summary."""
+        self._db.execute("UPDATE series SET kind=?, summary_json=? WHERE id=?",
+                         (summary.kind, json.dumps(summary.to_dict()), series_id))
+
+    def add_note(self, study_id: int, source: str, kind: str, text: str) -> bool:
+        """Attach a clinical note to a study (once per source and kind); True if new."""
+        cur = self._db.execute(
+            "INSERT OR IGNORE INTO notes (study_ref, source, kind, text) VALUES (?,?,?,?)",
+            (study_id, source, kind, text))
+        return cur.rowcount > 0
+
+    def set_rejects(self, rejects: Iterable[tuple[str, str]]) -> None:
+        """Remember files that could not be imported, with the reason."""
+        self._db.executemany("INSERT OR REPLACE INTO rejects (ref, reason) VALUES (?,?)", list(rejects))
+
+    # --- reading -----------------------------------------------------------------
+    def studies(self) -> list[dict[str, Any]]:
+        """All studies with their patient fields."""
+        rows = self._db.execute(
+            "SELECT s.*, p.patient_id, p.name AS patient_name, p.birth_date, p.sex FROM studies s"
+            " JOIN patients p ON p.id = s.patient_ref ORDER BY s.date, s.time, s.id")
+        return [dict(r) for r in rows]
+
+    def study(self, study_id: int) -> dict[str, Any] | None:
+        """One study by id."""
+        return next((s for s in self.studies() if s["id"] == study_id), None)
+
+    def series(self, study_id: int | None = None) -> list[SeriesRow]:
+        """Series of a study (or all), ordered by series number."""
+        sql = "SELECT * FROM series" + (" WHERE study_ref=?" if study_id is not None else "")
+        rows = self._db.execute(sql + " ORDER BY study_ref, number, id",
+                                (study_id,) if study_id is not None else ())
+        return [self._series_row(r) for r in rows]
+
+    @staticmethod
+    def _series_row(r: sqlite3.Row) -> SeriesRow:
+        return SeriesRow(r["id"], r["series_key"], r["study_ref"], r["series_uid"] or "", r["number"],
+                         r["modality"] or "", r["description"] or "", r["kind"] or "",
+                         json.loads(r["summary_json"] or "{}"))
+
+    def find_series(self, ident: str) -> SeriesRow | None:
+        """A series by numeric id, series key, or SeriesInstanceUID."""
+        if ident.isdigit():
+            r = self._db.execute("SELECT * FROM series WHERE id=?", (int(ident),)).fetchone()
+        else:
+            r = self._db.execute("SELECT * FROM series WHERE series_key=? OR series_uid=? LIMIT 1",
+                                 (ident, ident)).fetchone()
+        return self._series_row(r) if r else None
+
+    def series_headers(self, series_id: int) -> list[InstanceHeader]:
+        """The stored headers of a series' instances."""
+        rows = self._db.execute("SELECT header_json FROM instances WHERE series_ref=?", (series_id,))
+        return [InstanceHeader.from_dict(json.loads(r["header_json"])) for r in rows]
+
+    def notes(self, study_id: int) -> list[dict[str, Any]]:
+        """A study's clinical notes with where each came from."""
+        rows = self._db.execute("SELECT source, kind, text FROM notes WHERE study_ref=? ORDER BY id",
+                                (study_id,))
+        return [dict(r) for r in rows]
+
+    def rejects(self) -> list[dict[str, str]]:
+        """Files that could not be imported."""
+        return [dict(r) for r in self._db.execute("SELECT ref, reason FROM rejects ORDER BY ref")]
+
+    def counts(self) -> dict[str, int]:
+        """Number of rows per table."""
+        return {t: int(self._db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0])
+                for t in ("patients", "studies", "series", "instances", "notes")}

@@ -1,0 +1,58 @@
+"""Application factory and GUI entry point.
+
+``create_main_window`` builds the window without running an event loop, so tests
+(pytest-qt) and the frozen build's self-test share the code path users run.
+``WORKSTATION_QUIT_AFTER=N`` quits after N seconds (smoke tests, packaging).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+
+from workstation.qt.main_window import MainWindow
+from workstation.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+DARK_STYLE = """
+QWidget { background: #1e1f22; color: #d8d8d8; }
+QTreeWidget, QTextBrowser { background: #141517; border: 1px solid #333; }
+QHeaderView::section { background: #2a2c30; color: #d8d8d8; padding: 4px; border: none; }
+QMenuBar::item:selected, QMenu::item:selected, QTreeWidget::item:selected { background: #2f5d8a; }
+QStatusBar { background: #18191b; }
+"""
+
+
+def ensure_app() -> QApplication:
+    """The running QApplication, created if needed."""
+    app = QApplication.instance()
+    if isinstance(app, QApplication):
+        return app
+    app = QApplication(sys.argv[:1])
+    app.setApplicationName("Radiology Workstation")
+    app.setStyleSheet(DARK_STYLE)
+    return app
+
+
+def create_main_window(settings: Settings) -> MainWindow:
+    """Build the main window (no event loop)."""
+    ensure_app()
+    return MainWindow(settings)
+
+
+def run_gui(settings: Settings, open_study: int | None = None) -> int:
+    """Show the window and run the event loop until it closes."""
+    app = ensure_app()
+    window = create_main_window(settings)
+    window.show()
+    if open_study is not None:
+        window.statusBar().showMessage(f"Study {open_study} imported")
+    quit_after = os.environ.get("WORKSTATION_QUIT_AFTER")
+    if quit_after:
+        QTimer.singleShot(int(float(quit_after) * 1000), window.close)
+    return int(app.exec())

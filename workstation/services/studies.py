@@ -1,0 +1,112 @@
+"""Find series (by index id, key, UID or folder), load them, and describe them as JSON."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from inference.errors import NotAVolumeError
+from workstation.dicomio.headers import InstanceHeader
+from workstation.dicomio.series import group_series
+from workstation.dicomio.summary import summarize_series
+from workstation.dicomio.volume_builder import NonUniform, SeriesVolumes, load_series
+from workstation.index.db import StudyIndex
+from workstation.index.importer import ImportResult, import_paths, read_headers
+from workstation.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SeriesSource:
+    """The headers of one series and a label naming where they came from."""
+
+    label: str
+    headers: list[InstanceHeader]
+
+
+def resolve_series(ident: str, index: StudyIndex | None) -> SeriesSource:
+    """A series by index id/key/UID, or the one image series in a folder or file."""
+    path = Path(ident)
+    if path.exists():
+        from workstation.dicomio.sources import expand_paths
+
+        refs, _ = expand_paths([path])
+        headers, rejected = read_headers([str(r) for r in refs])
+        for r in rejected:
+            logger.warning("skipped %s: %s", r.file, r.reason)
+        groups = [g for g in group_series(headers) if g.kind == "image"]
+        if not groups:
+            raise NotAVolumeError(f"{ident}: no image series found")
+        if len(groups) > 1:
+            sizes = ", ".join(f"{len(g.headers)} files ({g.first.series_description or 'no description'})"
+                              for g in groups)
+            raise NotAVolumeError(f"{ident}: holds {len(groups)} image series ({sizes}); import it and "
+                                  "pick one by id with 'workstation list'")
+        return SeriesSource(str(path), groups[0].headers)
+    if index is None:
+        raise NotAVolumeError(f"{ident}: no such file, folder or indexed series")
+    row = index.find_series(ident)
+    if row is None:
+        raise NotAVolumeError(f"{ident}: no such file, folder or indexed series")
+    return SeriesSource(f"series {row.id} ({row.description or row.modality})", index.series_headers(row.id))
+
+
+def load_series_volumes(source: SeriesSource, nonuniform: NonUniform = "resample") -> SeriesVolumes:
+    """Read a resolved series into volumes."""
+    return load_series(source.headers, nonuniform=nonuniform, label=source.label)
+
+
+def series_json(index: StudyIndex, series_id: int) -> dict[str, Any]:
+    """One indexed series as JSON (id, number, modality, description, kind, QA...)."""
+    row = next(r for r in index.series() if r.id == series_id)
+    out: dict[str, Any] = {
+        "id": row.id, "key": row.series_key, "series_uid": row.series_uid, "number": row.number,
+        "modality": row.modality, "description": row.description,
+    }
+    summary = row.summary or summarize_series(index.series_headers(row.id)).to_dict()
+    out.update(summary)
+    return out
+
+
+def study_json(index: StudyIndex, study: dict[str, Any], series_ids: set[int] | None = None) -> dict[str, Any]:
+    """One study with its series and notes."""
+    rows = [r for r in index.series(study["id"]) if series_ids is None or r.id in series_ids]
+    return {
+        "id": study["id"], "study_uid": study["study_uid"] or "", "key": study["study_key"],
+        "date": study["date"], "description": study["description"], "accession": study["accession"],
+        "patient": {"id": study["patient_id"], "name": study["patient_name"], "sex": study["sex"],
+                    "birth_date": study["birth_date"]},
+        "series": [series_json(index, r.id) for r in rows],
+        "notes": index.notes(study["id"]),
+    }
+
+
+def import_result_json(index: StudyIndex, result: ImportResult) -> dict[str, Any]:
+    """The machine-readable import summary printed by ``import --json``."""
+    studies = [s for s in index.studies() if s["id"] in set(result.study_ids)]
+    touched = set(result.series_ids)
+    return {
+        "files_seen": result.files_seen,
+        "added": result.added,
+        "already_indexed": result.already_indexed,
+        "seconds": round(result.seconds, 3),
+        "studies": [study_json(index, s, touched) for s in studies],
+        "rejected": [{"file": r.file, "reason": r.reason} for r in result.rejected],
+        "skipped": [{"file": r.file, "reason": r.reason} for r in result.skipped],
+    }
+
+
+def index_json(index: StudyIndex) -> dict[str, Any]:
+    """Everything the index holds."""
+    return {"counts": index.counts(), "studies": [study_json(index, s) for s in index.studies()]}
+
+
+def demo_study(settings: Settings, index: StudyIndex) -> tuple[Path, ImportResult]:
+    """Generate (or reuse) the demo study and import it."""
+    from workstation.demo import ensure_demo_study
+
+    folder = ensure_demo_study(settings.demo_dir)
+    return folder, import_paths([folder], index, workers=settings.import_workers)
