@@ -78,7 +78,7 @@ def test_repeated_positions_make_a_multi_volume_series(tmp_path: Path, index: St
 
 
 def test_non_image_objects_are_kept_apart(tmp_path: Path, index: StudyIndex) -> None:
-    study, series = f.ct_series(tmp_path, 5)
+    study, _ = f.ct_series(tmp_path, 5)
     f.ct_slice(tmp_path / "scout.dcm", study_uid=study, series_uid=generate_uid(), series_number=100,
                image_type=("ORIGINAL", "PRIMARY", "LOCALIZER"), iop=(0, 1, 0, 0, 0, -1))
     f.secondary_capture(tmp_path / "sc.dcm", study_uid=study, series_uid=generate_uid())

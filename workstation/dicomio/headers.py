@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from inference.errors import UnreadableFileError
+from workstation.dicomio.fastheader import INITIAL_READ, scan_header
 from workstation.dicomio.sopclasses import is_image_storage
 from workstation.dicomio.sources import FileRef
 
@@ -33,6 +34,19 @@ TEXT_FIELDS = (
     "RequestedProcedureComments",
     "ImagingServiceRequestComments",
     "ClinicalTrialTimePointDescription",
+)
+
+# Every keyword ``header_from_dataset`` reads: the fast scanner keeps exactly these.
+KEYWORDS = (
+    "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "PatientID", "PatientName",
+    "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime", "StudyID", "AccessionNumber",
+    "SeriesNumber", "Modality", "InstanceNumber", "AcquisitionNumber", "ImageType", "FrameOfReferenceUID",
+    "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "SliceThickness", "SpacingBetweenSlices",
+    "Rows", "Columns", "NumberOfFrames", "SamplesPerPixel", "PhotometricInterpretation", "BitsAllocated",
+    "BitsStored", "HighBit", "PixelRepresentation", "RescaleSlope", "RescaleIntercept", "RescaleType",
+    "TemporalPositionIdentifier", "TriggerTime", "EchoNumbers", "EchoTime", "AcquisitionTime",
+    "PatientPosition", "GantryDetectorTilt", "ConvolutionKernel", "BodyPartExamined", "ContrastBolusAgent",
+    "Manufacturer", "ManufacturerModelName", "WindowCenter", "WindowWidth", *TEXT_FIELDS,
 )
 
 
@@ -151,6 +165,12 @@ def _s(ds: Any, name: str) -> str:
     if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
         return "\\".join(str(v) for v in value)
     return str(value).strip()
+
+
+def _first(value: Any) -> Any:
+    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
+        return value[0] if len(value) else None
+    return value
 
 
 def _f(value: Any) -> float | None:
@@ -330,9 +350,8 @@ def header_from_dataset(ds: Any, ref: str) -> InstanceHeader:
     h.contrast_agent = _s(ds, "ContrastBolusAgent")
     h.manufacturer = _s(ds, "Manufacturer")
     h.model = _s(ds, "ManufacturerModelName")
-    wc, ww = ds.get("WindowCenter"), ds.get("WindowWidth")
-    h.window_center = _f(wc[0] if type(wc).__name__ == "MultiValue" else wc)
-    h.window_width = _f(ww[0] if type(ww).__name__ == "MultiValue" else ww)
+    h.window_center = _f(_first(ds.get("WindowCenter")))
+    h.window_width = _f(_first(ds.get("WindowWidth")))
     h.frames = _frames(ds)
     h.texts = {name: _s(ds, name) for name in TEXT_FIELDS if _s(ds, name)}
     _mosaic(ds, h)
@@ -353,6 +372,22 @@ def read_header(ref: FileRef) -> InstanceHeader:
         fp.seek(0)
         if size == 0:
             raise UnreadableFileError(str(ref), "empty file")
+        first = fp.read(INITIAL_READ)
+
+        def read_all() -> bytes:
+            fp.seek(0)
+            return fp.read()
+
+        fast = scan_header(first, size, read_all)
+        if fast is not None:
+            try:
+                quick: InstanceHeader | None = header_from_dataset(fast[0], str(ref))
+            except Exception as exc:  # unexpected value formats: let pydicom judge the file
+                logger.debug("fast header of %s unusable (%s); using pydicom", ref, exc)
+                quick = None
+            if quick is not None and "MOSAIC" not in quick.image_type:
+                return _finish(quick, ref, fast[1], size)
+        fp.seek(0)
         try:
             try:
                 ds = pydicom.dcmread(fp, stop_before_pixels=True)
@@ -374,6 +409,21 @@ def read_header(ref: FileRef) -> InstanceHeader:
         header = header_from_dataset(ds, str(ref))
     except Exception as exc:
         raise UnreadableFileError(str(ref), f"malformed header: {exc}") from exc
+    if problem:
+        raise UnreadableFileError(str(ref), problem)
+    return _finish(header, ref, (present, offset, length), size)
+
+
+def _finish(header: InstanceHeader, ref: FileRef, pixel: tuple[bool, int | None, int | None],
+            size: int) -> InstanceHeader:
+    """Record where the pixel data is, and reject objects whose pixel data is missing or cut short."""
+    present, offset, length = pixel
+    problem = ""
+    if present and offset is not None:
+        if length is None and size <= offset:
+            problem = "pixel data is empty (file truncated)"
+        elif length is not None and offset + length > size:
+            problem = f"file truncated: pixel data needs {length} bytes, only {max(size - offset, 0)} present"
     header.has_pixels = present
     header.pixel_offset = offset
     header.pixel_length = length

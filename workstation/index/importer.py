@@ -27,7 +27,7 @@ from workstation.notes import NOTE_SUFFIXES, note_from_document, notes_from_fold
 
 logger = logging.getLogger(__name__)
 
-PARALLEL_THRESHOLD = 200
+PARALLEL_THRESHOLD = 4000
 Progress = Callable[[int, int], None]
 
 

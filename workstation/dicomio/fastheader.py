@@ -1,0 +1,235 @@
+"""A fast reader for the header of common DICOM files, with pydicom as the fallback.
+
+Opening a series means reading hundreds of headers; pydicom's general-purpose
+``Dataset`` costs about 1 ms a file, most of it in element access. This scanner
+walks the top-level elements once, keeps only the tags the application uses, and
+stops at Pixel Data (recording its offset). It handles the three native
+encodings (implicit/explicit little endian, explicit big endian) used by every
+compressed transfer syntax too. Anything unusual (no preamble, deflate, other
+character sets, enhanced multi-frame, Siemens mosaic, a malformed sequence)
+returns ``None`` so the caller uses pydicom, and a test proves both paths give
+identical headers.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from functools import lru_cache
+from types import SimpleNamespace
+from typing import Any
+
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+
+logger = logging.getLogger(__name__)
+
+IMPLICIT_LE = "1.2.840.10008.1.2"
+EXPLICIT_BE = "1.2.840.10008.1.2.2"
+DEFLATED = ("1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.4.95")
+LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"})
+PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
+FALLBACK_TAGS = frozenset({0x52009230})  # per-frame functional groups (enhanced multi-frame)
+SINGLE_TEXT_VRS = frozenset({"LT", "ST", "UT", "UR"})
+CHARSETS = {"": "latin-1", "ISO_IR 6": "latin-1", "ISO_IR 100": "latin-1", "ISO_IR 192": "utf-8"}
+UNDEFINED = 0xFFFFFFFF
+INITIAL_READ = 32 * 1024
+
+
+class _UnsupportedError(Exception):
+    """The scanner cannot read this file; use pydicom."""
+
+
+@lru_cache(maxsize=512)
+def _tag(keyword: str) -> int | None:
+    tag = tag_for_keyword(keyword)
+    return int(tag) if tag is not None else None
+
+
+@lru_cache(maxsize=512)
+def _vr(tag: int) -> str:
+    try:
+        return str(dictionary_VR(tag))
+    except KeyError:
+        return "UN"
+
+
+class RawHeader:
+    """Dataset-like read access (``get``, ``in``, ``file_meta``) to scanned elements."""
+
+    def __init__(self, meta: dict[str, str], elements: dict[int, tuple[str, bytes]], little: bool,
+                 implicit: bool, encoding: str) -> None:
+        self.file_meta = SimpleNamespace(**meta)
+        self._elements = elements
+        self._endian = "<" if little else ">"
+        self.is_implicit_VR = implicit
+        self.is_little_endian = little
+        self._encoding = encoding
+
+    def __contains__(self, key: object) -> bool:
+        tag = _tag(key) if isinstance(key, str) else (
+            (key[0] << 16 | key[1]) if isinstance(key, tuple) else key)
+        return tag in self._elements
+
+    def get(self, keyword: str, default: Any = None) -> Any:
+        tag = _tag(keyword)
+        if tag is None or tag not in self._elements:
+            return default
+        vr, raw = self._elements[tag]
+        return self._convert(vr, raw)
+
+    def _convert(self, vr: str, raw: bytes) -> Any:
+        if vr in ("US", "SS", "UL", "SL", "FL", "FD"):
+            fmt = {"US": "H", "SS": "h", "UL": "I", "SL": "i", "FL": "f", "FD": "d"}[vr]
+            n = len(raw) // struct.calcsize(fmt)
+            values = list(struct.unpack(f"{self._endian}{n}{fmt}", raw[: n * struct.calcsize(fmt)]))
+            return values[0] if n == 1 else (values or None)
+        text = raw.decode(self._encoding if vr in ("LO", "SH", "PN", "LT", "ST", "UT", "UC") else "latin-1")
+        text = text.rstrip("\x00 ")
+        if vr in SINGLE_TEXT_VRS:
+            return text
+        parts = [p.strip() for p in text.split("\\")] if text else []
+        if vr in ("DS", "IS"):
+            nums = [float(p) if vr == "DS" else int(float(p)) for p in parts if p]
+            return nums[0] if len(nums) == 1 else (nums or None)
+        if len(parts) > 1:
+            return parts
+        return parts[0] if parts else ""
+
+
+def _wanted_tags() -> frozenset[int]:
+    from workstation.dicomio.headers import KEYWORDS
+
+    return frozenset(t for t in (_tag(k) for k in KEYWORDS) if t is not None) | {0x00080005}
+
+
+class _Scanner:
+    def __init__(self, data: bytes, little: bool, implicit: bool) -> None:
+        self.data = data
+        self.e = "<" if little else ">"
+        self.implicit = implicit
+
+    def header(self, pos: int) -> tuple[int, str, int, int]:
+        """(tag, vr, length, value offset) of the element at ``pos``."""
+        d = self.data
+        if pos + 8 > len(d):
+            raise IndexError
+        group, elem = struct.unpack_from(self.e + "HH", d, pos)
+        tag = group << 16 | elem
+        if group == 0xFFFE:
+            (length,) = struct.unpack_from(self.e + "I", d, pos + 4)
+            return tag, "", length, pos + 8
+        if self.implicit:
+            (length,) = struct.unpack_from(self.e + "I", d, pos + 4)
+            vr = _vr(tag)
+            if length == UNDEFINED and vr not in ("SQ", "UN"):
+                vr = "SQ"
+            return tag, vr, length, pos + 8
+        vr_b = d[pos + 4:pos + 6]
+        if vr_b in LONG_VRS:
+            if pos + 12 > len(d):
+                raise IndexError
+            (length,) = struct.unpack_from(self.e + "I", d, pos + 8)
+            return tag, vr_b.decode("ascii"), length, pos + 12
+        (length,) = struct.unpack_from(self.e + "H", d, pos + 6)
+        try:
+            return tag, vr_b.decode("ascii"), length, pos + 8
+        except UnicodeDecodeError as exc:
+            raise _UnsupportedError("bad VR") from exc
+
+    def skip_undefined(self, pos: int) -> int:
+        """Position after an undefined-length sequence starting at ``pos`` (its first item)."""
+        implicit_before = self.implicit
+        while True:
+            tag, _, length, value = self.header(pos)
+            if tag == 0xFFFEE0DD:
+                self.implicit = implicit_before
+                return value
+            if tag != 0xFFFEE000:
+                raise _UnsupportedError("malformed sequence")
+            if length != UNDEFINED:
+                pos = value + length
+                continue
+            pos = value
+            while True:
+                tag, _vr_unused, length, value = self.header(pos)
+                if tag == 0xFFFEE00D:
+                    pos = value
+                    break
+                pos = self.skip_undefined(value) if length == UNDEFINED else value + length
+
+
+def scan_header(first: bytes, file_size: int, read_rest: Any
+                ) -> tuple[RawHeader, tuple[bool, int | None, int | None]] | None:
+    """Scan ``first`` (the file's first bytes; ``read_rest()`` returns the whole file if needed).
+
+    Returns the header and ``(pixel data present, value offset, value length)``, or
+    ``None`` when pydicom must read this file.
+    """
+    try:
+        return _scan(first, file_size, read_rest)
+    except (_UnsupportedError, struct.error, UnicodeDecodeError, ValueError) as exc:
+        logger.debug("fast header scan fell back to pydicom: %s", exc)
+        return None
+
+
+def _scan(data: bytes, file_size: int, read_rest: Any) -> tuple[RawHeader, tuple[bool, int | None, int | None]] | None:
+    if data[128:132] != b"DICM":
+        return None
+    meta_scan = _Scanner(data, True, False)
+    pos, meta = 132, {}
+    while pos + 8 <= len(data):
+        tag, _, length, value = meta_scan.header(pos)
+        if tag >> 16 != 0x0002:
+            break
+        if tag in (0x00020002, 0x00020003, 0x00020010):
+            name = {0x00020002: "MediaStorageSOPClassUID", 0x00020003: "MediaStorageSOPInstanceUID",
+                    0x00020010: "TransferSyntaxUID"}[tag]
+            meta[name] = data[value:value + length].decode("ascii").rstrip("\x00 ")
+        pos = value + length
+    tsuid = meta.get("TransferSyntaxUID", "")
+    if not tsuid or tsuid in DEFLATED:
+        return None
+    little, implicit = tsuid != EXPLICIT_BE, tsuid == IMPLICIT_LE
+    wanted = _wanted_tags()
+    while True:
+        try:
+            result = _scan_body(data, pos, little, implicit, wanted, len(data) >= file_size)
+            break
+        except IndexError:
+            full = read_rest()
+            if len(full) <= len(data):
+                raise _UnsupportedError("file ends inside the header") from None
+            data = full
+    elements, pixel = result
+    charset = elements.get(0x00080005, ("CS", b""))[1].decode("latin-1").strip("\x00 ")
+    if charset not in CHARSETS:
+        return None
+    return RawHeader(meta, elements, little, implicit, CHARSETS[charset]), pixel
+
+
+def _scan_body(data: bytes, pos: int, little: bool, implicit: bool, wanted: frozenset[int], complete: bool) -> tuple[
+        dict[int, tuple[str, bytes]], tuple[bool, int | None, int | None]]:
+    sc = _Scanner(data, little, implicit)
+    elements: dict[int, tuple[str, bytes]] = {}
+    size = len(data)
+    while pos < size:
+        if pos + 8 > size:
+            raise IndexError
+        tag, vr, length, value = sc.header(pos)
+        if tag in PIXEL_TAGS:
+            return elements, (True, value, None if length == UNDEFINED else length)
+        if tag in FALLBACK_TAGS or tag >> 16 == 0xFFFE:
+            raise _UnsupportedError(f"tag {tag:08X} needs pydicom")
+        if length == UNDEFINED:
+            if vr == "UN" and not implicit:
+                raise _UnsupportedError("undefined-length UN (implicit VR inside an explicit dataset)")
+            pos = sc.skip_undefined(value)
+            continue
+        if tag in wanted:
+            if value + length > size:
+                raise IndexError
+            elements[tag] = (vr, data[value:value + length])
+        pos = value + length
+    if not complete:
+        raise IndexError
+    return elements, (False, None, None)
