@@ -72,7 +72,11 @@ class MainWindow(QMainWindow):
         self.resize(1280, 800)
         self.browser = QTreeWidget()
         self.browser.setHeaderLabels(["Study / series", "Modality", "Kind", "Images"])
-        self.browser.setColumnWidth(0, 300)
+        header = self.browser.header()
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(0, header.ResizeMode.Stretch)
+        for col in (1, 2, 3):
+            header.setSectionResizeMode(col, header.ResizeMode.ResizeToContents)
         self.browser.itemSelectionChanged.connect(self._show_selected)
         self.details = QTextBrowser()
         self.details.setPlaceholderText("Select a series to see its geometry and quality report.")
@@ -110,7 +114,7 @@ class MainWindow(QMainWindow):
         self.browser.clear()
         with StudyIndex(self.settings.db_path) as index:
             for study in index.studies():
-                label = f"{study['patient_name'] or 'Anonymous'} — {study['date'] or ''} " \
+                label = f"{display_name(study['patient_name'])} — {display_date(study['date'])} " \
                         f"{study['description'] or ''}".strip()
                 top = QTreeWidgetItem([label, "", "", ""])
                 for row in index.series(study["id"]):
@@ -176,6 +180,22 @@ class MainWindow(QMainWindow):
         """Wait for running imports so no thread outlives the window."""
         self.pool.waitForDone()
         super().closeEvent(event)
+
+
+def display_name(pn: str | None) -> str:
+    """A DICOM person name (``Family^Given^Middle``) as readers expect it: ``FAMILY, Given Middle``."""
+    if not pn:
+        return "Anonymous"
+    parts = [p.strip() for p in pn.split("=")[0].split("^")]
+    family, rest = parts[0], " ".join(p for p in parts[1:3] if p)
+    return f"{family.upper()}, {rest}" if rest else family.upper()
+
+
+def display_date(da: str | None) -> str:
+    """A DICOM date (``YYYYMMDD``) as ``YYYY-MM-DD``."""
+    if da and len(da) == 8 and da.isdigit():
+        return f"{da[:4]}-{da[4:6]}-{da[6:]}"
+    return da or ""
 
 
 def _series_html(info: dict[str, Any]) -> str:
