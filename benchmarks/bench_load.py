@@ -108,10 +108,11 @@ def peak_rss(name: str, folder: Path) -> tuple[int, int, int]:
 
 
 def import_throughput(files: int, repeats: int) -> dict[str, float]:
-    from workstation.index import StudyIndex, import_paths
+    from workstation.index import StudyIndex, import_paths, importer
 
     folder = many_small_files(files)
     out = {}
+    importer.PARALLEL_THRESHOLD = 0  # measure both paths whatever the default cut-over
     for workers in (1, 0):
         rates = []
         for _ in range(repeats):
