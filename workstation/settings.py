@@ -30,6 +30,19 @@ def config_dir() -> Path:
     return Path(env) if env else Path(platformdirs.user_config_dir(APP_NAME, appauthor=False))
 
 
+def resources_dir() -> Path:
+    """The ``resources/`` folder: ``WORKSTATION_RESOURCES``, a frozen bundle's, or the source checkout's."""
+    import sys
+
+    env = os.environ.get("WORKSTATION_RESOURCES")
+    if env:
+        return Path(env)
+    bundle = getattr(sys, "_MEIPASS", None)
+    if bundle:
+        return Path(bundle) / "resources"
+    return Path(__file__).resolve().parents[1] / "resources"
+
+
 def _default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
 

@@ -15,17 +15,17 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
 from workstation.qt.main_window import MainWindow
-from workstation.settings import Settings
+from workstation.settings import Settings, resources_dir
 
 logger = logging.getLogger(__name__)
 
-DARK_STYLE = """
-QWidget { background: #1e1f22; color: #d8d8d8; }
-QTreeWidget, QTextBrowser { background: #141517; border: 1px solid #333; }
-QHeaderView::section { background: #2a2c30; color: #d8d8d8; padding: 4px; border: none; }
-QMenuBar::item:selected, QMenu::item:selected, QTreeWidget::item:selected { background: #2f5d8a; }
-QStatusBar { background: #18191b; }
-"""
+def _style_sheet() -> str:
+    path = resources_dir() / "style" / "dark.qss"
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        logger.warning("style sheet %s not found; using Qt's default look", path)
+        return ""
 
 
 def ensure_app() -> QApplication:
@@ -35,7 +35,7 @@ def ensure_app() -> QApplication:
         return app
     app = QApplication(sys.argv[:1])
     app.setApplicationName("Radiology Workstation")
-    app.setStyleSheet(DARK_STYLE)
+    app.setStyleSheet(_style_sheet())
     return app
 
 
