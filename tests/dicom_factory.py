@@ -51,13 +51,14 @@ def write(ds: Dataset, path: Path) -> Path:
 
 def ct_slice(path: Path, *, study_uid: str, series_uid: str, series_number: int = 1, z: float = 0.0,
              instance_number: int = 1, size: int = 16, image_type: tuple[str, ...] = ("ORIGINAL", "PRIMARY", "AXIAL"),
-             iop: tuple[float, ...] = (1, 0, 0, 0, 1, 0), value: int = 100, **extra: Any) -> Path:
+             iop: tuple[float, ...] = (1, 0, 0, 0, 1, 0), value: int = 100,
+             ipp: tuple[float, float, float] | None = None, **extra: Any) -> Path:
     """A small axial CT slice whose stored values are ``value`` + a ramp (HU = stored - 1024)."""
     ds = _base(CT, study_uid, series_uid, series_number, "CT", **extra)
     ds.ImageType = list(image_type)
     ds.InstanceNumber = instance_number
     ds.FrameOfReferenceUID = extra.get("FrameOfReferenceUID", generate_uid(entropy_srcs=[study_uid, "for"]))
-    ds.ImagePositionPatient = [-10.0, -10.0, z]
+    ds.ImagePositionPatient = list(ipp) if ipp is not None else [-10.0, -10.0, z]
     ds.ImageOrientationPatient = list(iop)
     ds.PixelSpacing = [1.0, 1.0]
     ds.SliceThickness = 1.0

@@ -198,3 +198,16 @@ def test_parallel_header_reading_matches_serial(tmp_path: Path) -> None:
     finally:
         importer.PARALLEL_THRESHOLD = old
     assert [h.to_dict() for h in parallel] == [h.to_dict() for h in serial]
+
+
+def test_a_series_uid_reused_for_other_geometry_splits_by_geometry(tmp_path: Path, index: StudyIndex) -> None:
+    study, series = generate_uid(), generate_uid()
+    for k in range(4):
+        f.ct_slice(tmp_path / f"ax{k}.dcm", study_uid=study, series_uid=series, z=2.0 * k, instance_number=k + 1)
+    for k in range(3):  # coronal reformats exported under the same SeriesInstanceUID and number
+        f.ct_slice(tmp_path / f"cor{k}.dcm", study_uid=study, series_uid=series, instance_number=10 + k,
+                   iop=(1, 0, 0, 0, 0, -1), size=12, ipp=(-10.0, 3.0 * k, 10.0))
+    import_paths([tmp_path], index)
+    shapes = sorted(tuple(s.summary["shape"]) for s in index.series())
+    assert shapes == [(3, 12, 12), (4, 16, 16)]
+    assert {s.kind for s in index.series()} == {"volume"}

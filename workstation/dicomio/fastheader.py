@@ -39,6 +39,10 @@ class _UnsupportedError(Exception):
     """The scanner cannot read this file; use pydicom."""
 
 
+class TruncatedHeaderError(Exception):
+    """A header element runs past the end of the file (cut short, or corrupt)."""
+
+
 @lru_cache(maxsize=512)
 def _tag(keyword: str) -> int | None:
     tag = tag_for_keyword(keyword)
@@ -163,7 +167,8 @@ def scan_header(first: bytes, file_size: int, read_rest: Any
     """Scan ``first`` (the file's first bytes; ``read_rest()`` returns the whole file if needed).
 
     Returns the header and ``(pixel data present, value offset, value length)``, or
-    ``None`` when pydicom must read this file.
+    ``None`` when pydicom must read this file. Raises ``TruncatedHeaderError`` when
+    the header runs past the end of the file.
     """
     try:
         return _scan(first, file_size, read_rest)
@@ -186,6 +191,10 @@ def _scan(data: bytes, file_size: int, read_rest: Any) -> tuple[RawHeader, tuple
                     0x00020010: "TransferSyntaxUID"}[tag]
             meta[name] = data[value:value + length].decode("ascii").rstrip("\x00 ")
         pos = value + length
+    if pos + 8 > len(data) or pos > len(data):
+        if len(data) >= file_size:
+            raise TruncatedHeaderError("the file ends inside its file meta information")
+        return None  # an unusually long meta group: let pydicom read it
     tsuid = meta.get("TransferSyntaxUID", "")
     if not tsuid or tsuid in DEFLATED:
         return None
@@ -198,7 +207,7 @@ def _scan(data: bytes, file_size: int, read_rest: Any) -> tuple[RawHeader, tuple
         except IndexError:
             full = read_rest()
             if len(full) <= len(data):
-                raise _UnsupportedError("file ends inside the header") from None
+                raise TruncatedHeaderError("a header element runs past the end of the file") from None
             data = full
     elements, pixel = result
     charset = elements.get(0x00080005, ("CS", b""))[1].decode("latin-1").strip("\x00 ")

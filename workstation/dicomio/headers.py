@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from inference.errors import UnreadableFileError
-from workstation.dicomio.fastheader import INITIAL_READ, scan_header
+from workstation.dicomio.fastheader import INITIAL_READ, TruncatedHeaderError, scan_header
 from workstation.dicomio.sopclasses import is_image_storage
 from workstation.dicomio.sources import FileRef
 
@@ -378,7 +378,11 @@ def read_header(ref: FileRef) -> InstanceHeader:
             fp.seek(0)
             return fp.read()
 
-        fast = scan_header(first, size, read_all)
+        truncated = False
+        try:
+            fast = scan_header(first, size, read_all)
+        except TruncatedHeaderError:
+            fast, truncated = None, True
         if fast is not None:
             try:
                 quick: InstanceHeader | None = header_from_dataset(fast[0], str(ref))
@@ -411,6 +415,8 @@ def read_header(ref: FileRef) -> InstanceHeader:
         raise UnreadableFileError(str(ref), f"malformed header: {exc}") from exc
     if problem:
         raise UnreadableFileError(str(ref), problem)
+    if truncated and not present:
+        raise UnreadableFileError(str(ref), "file truncated: the header runs past the end of the file")
     return _finish(header, ref, (present, offset, length), size)
 
 
@@ -433,6 +439,9 @@ def _finish(header: InstanceHeader, ref: FileRef, pixel: tuple[bool, int | None,
         raise UnreadableFileError(str(ref), "image object without pixel data (missing pixel module)")
     if present and (header.rows == 0 or header.columns == 0 or header.bits_allocated == 0):
         raise UnreadableFileError(str(ref), "pixel data without Rows/Columns/BitsAllocated (incomplete pixel module)")
+    if not present and not header.sop_class_uid and header.rows == 0:
+        # E.g. a file cut off just after its preamble: parses, but holds nothing to use.
+        raise UnreadableFileError(str(ref), "no SOP Class UID and no image: not a complete DICOM object (truncated?)")
     return header
 
 

@@ -204,7 +204,13 @@ def _geometry(planes: list[Plane], normal: npt.NDArray[np.float64]) -> StackGeom
     gaps = np.diff(d)
     base = float(gaps.min())
     uniform = bool(np.all(np.abs(gaps - gaps.mean()) <= max(SPACING_REL_TOL * gaps.mean(), 0.005)))
-    spacing = along / (len(planes) - 1) if uniform else base
+    if uniform:
+        spacing = along / (len(planes) - 1)
+    else:
+        # The finest gap, shrunk just enough that the grid ends on the last acquired
+        # slice: rounding the slice count instead would extrapolate past it (or drop it).
+        intervals = max(1, math.ceil(along / base - SPACING_REL_TOL))
+        spacing = along / intervals
     return StackGeometry(planes, d, normal, spacing, uniform, offsets, ref, needs_shift, tilt)
 
 
@@ -227,7 +233,7 @@ def _qa_geometry(geoms: list[StackGeometry], qa: SeriesQA) -> None:
         qa.add("spacing", Status.OK, f"uniform {g.spacing:.3f} mm")
         qa.add("missing slices", Status.OK, "none")
         return
-    steps = gaps / g.spacing
+    steps = gaps / gaps.min()
     integral = bool(np.all(np.abs(steps - np.round(steps)) < SPACING_REL_TOL * 2))
     missing = int(np.sum(np.round(steps) - 1)) if integral else 0
     action = f"resampled to a uniform {g.spacing:.3f} mm grid ({g.target_count} slices) by linear interpolation"
