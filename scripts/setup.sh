@@ -49,7 +49,7 @@ install_python() {
     if [ -n "${TORCH_INDEX_URL:-}" ]; then
       "${pip[@]}" install "torch==$TORCH_VERSION" --index-url "$TORCH_INDEX_URL"
     else
-      "${pip[@]}" install "torch==$TORCH_VERSION"
+      "${pip[@]}" install "torch==$TORCH_VERSION" 2>&1 | grep -v "^WARNING: Location" || true
     fi
   fi
   log "installing the workstation${extras:+ with [$extras]}"

@@ -27,7 +27,8 @@ from workstation.notes import NOTE_SUFFIXES, note_from_document, notes_from_fold
 
 logger = logging.getLogger(__name__)
 
-PARALLEL_THRESHOLD = 4000
+# Below this many files, starting worker processes costs more than it saves (benchmarks/RESULTS.md).
+PARALLEL_THRESHOLD = 1000
 Progress = Callable[[int, int], None]
 
 
