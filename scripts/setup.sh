@@ -36,25 +36,35 @@ install_system_packages() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+pip_quiet() {
+  # pip's output goes to a log, shown only when pip fails.
+  local logfile
+  logfile=$(mktemp)
+  if ! "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@" >"$logfile" 2>&1; then
+    cat "$logfile" >&2; rm -f "$logfile"; return 1
+  fi
+  rm -f "$logfile"
+}
+
 install_python() {
   local extras="$1"
   if [ ! -x "$VENV/bin/python" ]; then
     log "creating virtualenv $VENV"
     "$PYTHON" -m venv "$VENV"
   fi
-  local pip=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
+  local pip=(pip_quiet)
   # torch first, explicitly: an unpinned 'torch' requirement would otherwise pull a multi-GB CUDA build.
   if ! "$VENV/bin/python" -c "import torch, sys; sys.exit(0 if torch.__version__.split('+')[0] == '$TORCH_VERSION' else 1)" 2>/dev/null; then
     log "installing torch $TORCH_VERSION"
     if [ -n "${TORCH_INDEX_URL:-}" ]; then
       "${pip[@]}" install "torch==$TORCH_VERSION" --index-url "$TORCH_INDEX_URL"
     else
-      "${pip[@]}" install "torch==$TORCH_VERSION" 2>&1 | grep -v "^WARNING: Location" || true
+      "${pip[@]}" install "torch==$TORCH_VERSION"
     fi
   fi
   log "installing the workstation${extras:+ with [$extras]}"
-  "${pip[@]}" install -e ".${extras:+[$extras]}" 2>&1 | grep -v "^WARNING: Location" || true
-  "$VENV/bin/python" -c "import workstation, inference, pydicom, PySide6" >/dev/null
+  "${pip[@]}" install -e ".${extras:+[$extras]}"
+  "$VENV/bin/python" -c "import workstation, inference, pydicom, PySide6, torch" >/dev/null
 }
 
 run_tests() {
