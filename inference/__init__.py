@@ -4,6 +4,18 @@ Importing this package never imports torch, MONAI or transformers: they load
 lazily inside the model adapters, so the GUI starts fast.
 """
 
+from inference.cancel import CancelledError, CancelToken
+from inference.contract import (
+    AnalysisRequest,
+    AnalysisResult,
+    DeviceChoice,
+    Model,
+    ModelOutput,
+    ProgressCallback,
+    Provenance,
+    RunContext,
+    no_progress,
+)
 from inference.errors import (
     GeometryError,
     ModelError,
@@ -11,15 +23,37 @@ from inference.errors import (
     UnreadableFileError,
     WorkstationError,
 )
+from inference.findings_model import Findings, Lesion, Measurement, StructureFinding, side_of
+from inference.labels import Code, Label, LabelTable, default_color
 from inference.volume import LPS_TO_RAS, Volume, affine_from_geometry
 
 __all__ = [
     "LPS_TO_RAS",
+    "AnalysisRequest",
+    "AnalysisResult",
+    "CancelToken",
+    "CancelledError",
+    "Code",
+    "DeviceChoice",
+    "Findings",
     "GeometryError",
+    "Label",
+    "LabelTable",
+    "Lesion",
+    "Measurement",
+    "Model",
     "ModelError",
+    "ModelOutput",
     "NotAVolumeError",
+    "ProgressCallback",
+    "Provenance",
+    "RunContext",
+    "StructureFinding",
     "UnreadableFileError",
     "Volume",
     "WorkstationError",
     "affine_from_geometry",
+    "default_color",
+    "no_progress",
+    "side_of",
 ]
