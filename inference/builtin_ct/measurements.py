@@ -1,0 +1,216 @@
+"""Measurements of the built-in CT model, read from the assembly histogram, with their cautions.
+
+Conventions (the same as the demo study's truth, ``workstation/demo/truth.py``):
+
+- ``lung volume`` of a side counts that lung's parenchyma *and* its nodules
+  (and emphysema, which is parenchyma), never airways, vessels or walls.
+- ``%LAA-950`` of a side is the share of those same voxels (nodules included
+  in the denominator) strictly below -950 HU. It is a density index valid on
+  thin, soft-kernel, non-contrast, full-inspiration CT; cautions say when the
+  series is not such a scan. The thickness limit is 1.5 mm: emphysema
+  quantification protocols (COPDGene, the Fleischner quantitative CT
+  recommendations) use 0.6-1.25 mm sections; thicker sections average
+  emphysematous voxels with their neighbours above -950 HU and lower the index.
+- Body composition areas (cm2) are counted on one axial slice of the trunk
+  (arms excluded); volumes (mL) over the whole scan, arms included.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from inference.builtin_ct import assemble as a
+from inference.builtin_ct import soft_tissue as st
+from inference.builtin_ct import table as t
+from inference.findings_model import Measurement
+
+logger = logging.getLogger(__name__)
+
+MAX_LAA_THICKNESS_MM = 1.5
+LUNG_LEVEL_FRACTION = 0.05
+_SHARP_WORDS = ("LUNG", "BONE", "SHARP", "EDGE", "DETAIL", "CHST", "HIGH RES")
+
+
+@dataclass
+class ScanInfo:
+    """What the measurements need to know about the series."""
+
+    voxel_ml: float
+    pixel_mm2: float
+    metadata: dict[str, Any]
+    slice_z_mm: npt.NDArray[np.float64]  # LPS z of each canonical full-resolution slice
+    spacing_z_mm: float
+    notes: list[str] = field(default_factory=list)
+
+
+def is_sharp_kernel(kernel: str) -> bool:
+    """Whether a reconstruction kernel name is a sharp (lung/bone/high-frequency) kernel.
+
+    Siemens B/Br/Bl/I/Q/Hr kernels numbered >= 50 (B60f, Br59, I70f), Canon/Toshiba
+    FC5x and FC8x, GE LUNG/BONE/BONEPLUS/EDGE/DETAIL/CHST, Philips D, E, L and Y* kernels.
+    """
+    for part in re.split(r"[\\/,;]+", kernel.upper()):
+        word = part.strip()
+        if not word:
+            continue
+        if any(w == word or word.startswith(w) for w in _SHARP_WORDS):
+            return True
+        m = re.match(r"^(?:[A-Z]{1,2})(\d{2})[A-Z]?\b", word)
+        if m and not word.startswith("FC") and int(m.group(1)) >= 50:
+            return True
+        m = re.match(r"^FC(\d{1,2})$", word)
+        if m and int(m.group(1)) >= 50:
+            return True
+        if re.fullmatch(r"D|E|L|Y[A-Z]?", word):
+            return True
+    return False
+
+
+def _contrast(metadata: dict[str, Any]) -> bool:
+    value = str(metadata.get("contrast_agent") or "").strip().upper()
+    return bool(value) and value not in ("NONE", "NO", "N", "0", "WITHOUT")
+
+
+def _thickness(metadata: dict[str, Any], spacing_z: float) -> tuple[float, bool]:
+    value = metadata.get("slice_thickness")
+    try:
+        if value is not None and float(value) > 0:
+            return float(value), True
+    except (TypeError, ValueError):
+        pass
+    return spacing_z, False
+
+
+def laa_cautions(metadata: dict[str, Any], spacing_z: float) -> list[str]:
+    """Why %LAA-950 may not be valid on this series (empty if nothing is known against it)."""
+    out: list[str] = []
+    thick, known = _thickness(metadata, spacing_z)
+    if thick > MAX_LAA_THICKNESS_MM:
+        src = "slice thickness" if known else "slice spacing (no thickness recorded)"
+        out.append(f"%LAA-950 is valid on thin sections (<= {MAX_LAA_THICKNESS_MM} mm); this series' {src} is "
+                   f"{thick:.3g} mm, which averages emphysema with denser neighbours and lowers the index")
+    kernel = str(metadata.get("kernel") or "")
+    if kernel and is_sharp_kernel(kernel):
+        out.append(f"%LAA-950 needs a soft reconstruction kernel; '{kernel}' is sharp, its noise raises the index")
+    if _contrast(metadata):
+        out.append("%LAA-950 on a contrast-enhanced scan: enhancement raises lung attenuation and lowers the index")
+    desc = str(metadata.get("series_description") or "")
+    if re.search(r"\bEXP", desc.upper()):
+        out.append("%LAA-950 assumes full inspiration; this series looks expiratory "
+                   f"('{desc}'), which lowers the index")
+    return out
+
+
+def hu_caution(metadata: dict[str, Any]) -> str:
+    """The caution for HU-based values on a contrast scan ('' if non-contrast)."""
+    if _contrast(metadata):
+        return ("contrast-enhanced scan: attenuation-based values (bone mean HU, tissue HU ranges) are shifted "
+                "by contrast")
+    return ""
+
+
+def _label_counts(hist: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """``counts[z, label]`` from ``hist[z, region, bin]``."""
+    lut = a.LABEL_LUT.reshape(a.N_REGIONS, a.N_BINS)
+    flat = hist.reshape(hist.shape[0], -1)
+    onehot = np.zeros((a.N_REGIONS * a.N_BINS, t.N_LABELS), dtype=np.int64)
+    onehot[np.arange(lut.size), lut.ravel()] = 1
+    return np.asarray(flat @ onehot, dtype=np.int64)
+
+
+def _select(hist: npt.NDArray[np.int64], label: int, overlays: tuple[int, ...] | None = None,
+            bins: tuple[int, ...] | None = None, exclude_comp: int | None = None) -> int:
+    lut = a.LABEL_LUT.reshape(a.N_OVERLAYS, a.N_COMPARTMENTS, a.N_BINS)
+    sel = lut == label
+    if overlays is not None:
+        keep = np.zeros(a.N_OVERLAYS, dtype=bool)
+        keep[list(overlays)] = True
+        sel &= keep[:, None, None]
+    if bins is not None:
+        keep_b = np.zeros(a.N_BINS, dtype=bool)
+        keep_b[list(bins)] = True
+        sel &= keep_b[None, None, :]
+    if exclude_comp is not None:
+        sel[:, exclude_comp, :] = False
+    return int(hist.reshape(-1, a.N_REGIONS * a.N_BINS)[:, sel.ravel()].sum())
+
+
+def _lungs(hist: npt.NDArray[np.int64], info: ScanInfo, cautions: list[str]) -> list[Measurement]:
+    out: list[Measurement] = []
+    caution = "; ".join(cautions)
+    total = total_low = 0
+    for side, lab, nod in (("right", t.LUNG_RIGHT, a.NODULE_R), ("left", t.LUNG_LEFT, a.NODULE_L)):
+        lung = _select(hist, lab)
+        nodules = _select(hist, t.LUNG_NODULE, overlays=(nod,))
+        low = _select(hist, lab, bins=(a.B_LAA,))
+        n = lung + nodules
+        total, total_low = total + n, total_low + low
+        structure = f"lung_{side}"
+        out.append(Measurement("lung volume", round(n * info.voxel_ml, 1), "mL", structure, side,
+                               "voxels of the lung (< -400 HU, airways removed) plus its nodule candidates"))
+        if n:
+            out.append(Measurement("%LAA-950", round(100.0 * low / n, 2), "%", structure, side,
+                                   "share of the lung's voxels (nodules included) below -950 HU", caution))
+    out.append(Measurement("total lung volume", round(total * info.voxel_ml, 1), "mL", "lungs", "",
+                           "right plus left lung volume"))
+    if total:
+        out.append(Measurement("%LAA-950", round(100.0 * total_low / total, 2), "%", "lungs", "",
+                               "share of both lungs' voxels below -950 HU", caution))
+    return out
+
+
+def _level(counts: npt.NDArray[np.int64]) -> tuple[int, str, str]:
+    """Axial slice for body composition, its description, and a caution (L3 is not identified)."""
+    lung = counts[:, t.LUNG_RIGHT] + counts[:, t.LUNG_LEFT] + counts[:, t.LUNG_NODULE]
+    if lung.max() > 0:
+        z = int(np.nonzero(lung >= LUNG_LEVEL_FRACTION * lung.max())[0].min())
+        return z, "the most inferior slice with lung (lung bases)", (
+            "body composition is measured at the lung bases, not at L3: vertebral levels are not identified, "
+            "so the areas are not comparable with L3 reference values")
+    body = counts[:, 1:].sum(axis=1)
+    zs = np.nonzero(body)[0]
+    z = int(zs[len(zs) // 2]) if zs.size else counts.shape[0] // 2
+    return z, "the middle slice of the scanned body (no lung in the scan)", (
+        "body composition is measured at the middle slice of the scan, not at L3: vertebral levels are not "
+        "identified, so the areas are not comparable with L3 reference values")
+
+
+def measure(hist: npt.NDArray[np.int64], marrow_hu_sum: float, info: ScanInfo) -> tuple[list[Measurement], list[str]]:
+    """All measurements of the model and the cautions that apply to the scan."""
+    cautions: list[str] = []
+    laa = laa_cautions(info.metadata, info.spacing_z_mm)
+    cautions += laa
+    hu_note = hu_caution(info.metadata)
+    out = _lungs(hist, info, laa)
+    counts = _label_counts(hist)
+    z, where, level_caution = _level(counts)
+    cautions.append(level_caution)
+    level = hist[z:z + 1]
+    z_mm = float(info.slice_z_mm[z])
+    for name, lab in (("muscle", t.MUSCLE), ("subcutaneous fat", t.SUBCUTANEOUS_FAT),
+                      ("visceral fat", t.VISCERAL_FAT)):
+        area = _select(level, lab, exclude_comp=st.LIMB) * info.pixel_mm2 / 100.0
+        hu_range = "-29..150" if lab == t.MUSCLE else "-190..-30"
+        out.append(Measurement(f"{name} area", round(area, 2), "cm2", name.replace(" ", "_"), "",
+                               f"HU {hu_range} in the {name} compartment of the trunk, at {where} "
+                               f"(canonical slice {z}, z = {z_mm:.1f} mm LPS)",
+                               "; ".join(c for c in (level_caution, hu_note) if c)))
+        volume = int(counts[:, lab].sum()) * info.voxel_ml
+        out.append(Measurement(f"{name} volume", round(volume, 1), "mL", name.replace(" ", "_"), "",
+                               f"all {name} voxels of the scan (HU {hu_range}, by compartment)", hu_note))
+    marrow_n = _select(hist, t.BONE_MARROW, overlays=(a.VERTEBRAL_MARROW,))
+    if marrow_n:
+        out.append(Measurement("bone mean HU", round(marrow_hu_sum / marrow_n, 1), "HU", "bone_marrow", "",
+                               "mean HU of the trabecular bone enclosed by the cortex of the vertebral bodies "
+                               "(enclosed regions >= 3 cm2 in an axial slice)", hu_note))
+    else:
+        info.notes.append("no vertebral body marrow found: bone mean HU is not reported")
+    if hu_note:
+        cautions.append(hu_note)
+    return out, cautions
