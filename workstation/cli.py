@@ -42,6 +42,20 @@ def _parser() -> argparse.ArgumentParser:
     qa = sub.add_parser("qa", help="series-level quality report (spacing, tilt, orientation, missing slices)")
     qa.add_argument("series")
     qa.add_argument("--json", action="store_true")
+    an = sub.add_parser("analyze", help="run a model on a series (or a study's best series) and write the results")
+    an.add_argument("target", help="series id/key/UID, study:ID, StudyInstanceUID, or a folder")
+    an.add_argument("--model", default="builtin.ct", help="model id (see 'workstation models list')")
+    an.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    an.add_argument("--out", type=Path, required=True, help="folder for labels.nii.gz, findings.json, montage.png")
+    models = sub.add_parser("models", help="list, install or remove models (MONAI bundles)")
+    msub = models.add_subparsers(dest="models_command", required=True)
+    mlist = msub.add_parser("list", help="built-in and installed models")
+    mlist.add_argument("--json", action="store_true")
+    minst = msub.add_parser("install", help="install a MONAI bundle from a local zip (no download)")
+    minst.add_argument("zip", type=Path)
+    minst.add_argument("--replace", action="store_true", help="replace an installed bundle of the same name")
+    mrm = msub.add_parser("remove", help="remove an installed bundle")
+    mrm.add_argument("model_id")
     demo = sub.add_parser("demo", help="generate and import the demo study, then open it")
     demo.add_argument("--no-gui", action="store_true", help="only generate, import and summarise")
     return p
@@ -139,6 +153,78 @@ def _cmd_qa(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+class _TerminalProgress:
+    """One updating progress line on stderr (a line per stage when stderr is not a terminal)."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.last = ""
+
+    def __call__(self, fraction: float, stage: str) -> None:
+        line = f"[{fraction * 100:5.1f}%] {stage}"
+        if self.tty:
+            sys.stderr.write("\r" + line[:100].ljust(100))
+        elif stage != self.last:
+            sys.stderr.write(line + "\n")
+        self.last = stage
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            sys.stderr.write("\n")
+
+
+def _cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
+    from workstation.index import StudyIndex
+    from workstation.services.analysis import analyze_source, make_engine, write_outputs
+    from workstation.services.studies import resolve_for_analysis
+
+    engine = make_engine(settings)
+    model = engine.get(args.model)
+    with StudyIndex(settings.db_path) as index:
+        source = resolve_for_analysis(args.target, index, tuple(model.modalities))
+    progress = _TerminalProgress()
+    try:
+        result = analyze_source(source, engine, model_id=args.model, device=args.device, progress=progress)
+    finally:
+        progress.close()
+    outputs = write_outputs(result, args.out, source.label)
+    prov = result.provenance
+    print(f"{source.label}: {model.title} on {prov.device_name} in {prov.timings_s.get('total', 0):.1f} s")
+    for note in [*result.request.volume.notes, *prov.notes]:
+        print(f"  note: {note}")
+    for m in result.findings.measurements:
+        print(f"  {m.name}{' (' + m.side + ')' if m.side else ''}: {m.value:.1f} {m.unit}")
+    for lesion in result.findings.lesions:
+        print(f"  {lesion.name} {lesion.number}: {lesion.long_axis_mm:.1f} x {lesion.short_axis_mm:.1f} mm, "
+              f"{lesion.volume_ml:.2f} mL, {lesion.location or lesion.side}")
+    for caution in result.findings.cautions:
+        print(f"  caution: {caution}")
+    print(f"wrote {outputs.labelmap}, {outputs.findings}, {outputs.montage} (AI draft, not verified)")
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace, settings: Settings) -> int:
+    from workstation.services import models as svc
+
+    folder = settings.models_path
+    if args.models_command == "list":
+        rows = svc.list_models(folder)
+        if args.json:
+            _print_json(rows)
+        else:
+            for r in rows:
+                print(f"{r['id']:<28} {r['version']:<8} {'/'.join(r['modalities']):<6} {r['title']}")
+        return 0
+    if args.models_command == "install":
+        info = svc.install_bundle(args.zip, folder, replace=args.replace)
+        print(f"installed {info['id']} ({info['title']} {info['version']}) sha256 {info['sha256']}")
+        return 0
+    svc.remove_bundle(args.model_id, folder)
+    print(f"removed {args.model_id}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from workstation.index import StudyIndex
     from workstation.services.studies import demo_study, import_result_json
@@ -167,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = _settings(args)
     handlers = {
         "import": _cmd_import, "list": _cmd_list, "convert": _cmd_convert,
-        "qa": _cmd_qa, "demo": _cmd_demo,
+        "qa": _cmd_qa, "demo": _cmd_demo, "analyze": _cmd_analyze, "models": _cmd_models,
     }
     try:
         if args.command in handlers:

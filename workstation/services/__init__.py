@@ -5,6 +5,7 @@ from workstation.services.studies import (
     demo_study,
     import_result_json,
     load_series_volumes,
+    resolve_for_analysis,
     resolve_series,
     series_json,
 )
@@ -14,6 +15,7 @@ __all__ = [
     "demo_study",
     "import_result_json",
     "load_series_volumes",
+    "resolve_for_analysis",
     "resolve_series",
     "series_json",
 ]

@@ -54,6 +54,52 @@ def resolve_series(ident: str, index: StudyIndex | None) -> SeriesSource:
     return SeriesSource(f"series {row.id} ({row.description or row.modality})", index.series_headers(row.id))
 
 
+def resolve_for_analysis(ident: str, index: StudyIndex | None, modalities: tuple[str, ...] = ("*",)
+                         ) -> SeriesSource:
+    """A series to analyse: a series (id, key, UID, folder of one series), or the best series of a study.
+
+    A study is named by ``study:ID``, its StudyInstanceUID or key, or a folder holding several
+    series; its best series is the image volume, of a modality the model takes, with most slices.
+    """
+    path = Path(ident)
+    candidates: list[SeriesSource] = []
+    if path.exists():
+        from workstation.dicomio.sources import expand_paths
+
+        refs, _ = expand_paths([path])
+        headers, _ = read_headers([str(r) for r in refs])
+        groups = [g for g in group_series(headers) if g.kind == "image"]
+        candidates = [SeriesSource(f"{path} series {g.first.series_number or '-'} "
+                                   f"({g.first.series_description or g.first.modality})", g.headers) for g in groups]
+    elif index is not None:
+        study = _find_study(ident, index)
+        if study is None:
+            return resolve_series(ident, index)
+        for row in index.series(study["id"]):
+            if row.kind in ("volume", "multi_volume"):
+                candidates.append(SeriesSource(f"series {row.id} ({row.description or row.modality})",
+                                               index.series_headers(row.id)))
+    else:
+        raise NotAVolumeError(f"{ident}: no such file, folder, study or series")
+
+    def usable(src: SeriesSource) -> bool:
+        return "*" in modalities or src.headers[0].modality in modalities
+
+    fitting = [c for c in candidates if usable(c)]
+    if not fitting:
+        kinds = sorted({c.headers[0].modality for c in candidates}) or ["none"]
+        raise NotAVolumeError(f"{ident}: no image volume of modality {'/'.join(modalities)} "
+                              f"(found: {', '.join(kinds)})")
+    return max(fitting, key=lambda c: len(c.headers))
+
+
+def _find_study(ident: str, index: StudyIndex) -> dict[str, Any] | None:
+    for study in index.studies():
+        if ident in (f"study:{study['id']}", study["study_uid"], study["study_key"]):
+            return study
+    return None
+
+
 def load_series_volumes(source: SeriesSource, nonuniform: NonUniform = "resample") -> SeriesVolumes:
     """Read a resolved series into volumes."""
     return load_series(source.headers, nonuniform=nonuniform, label=source.label)

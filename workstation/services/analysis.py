@@ -1,0 +1,81 @@
+"""Run an analysis on a series and write its outputs (label map, findings, key-slice montage).
+
+Shared by ``workstation analyze`` and, later, the window's worker thread. The
+label map is written on the source grid (NIfTI, dcm2niix layout) so it overlays
+the series and any converter's output without resampling.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from inference.cancel import CancelToken
+from inference.contract import AnalysisRequest, AnalysisResult, ProgressCallback, no_progress
+from inference.engine import Engine
+from workstation.dicomio.nifti import write_nifti
+from workstation.imaging import write_montage
+from workstation.services.studies import SeriesSource, load_series_volumes
+from workstation.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def make_engine(settings: Settings) -> Engine:
+    """The engine, loading bundles from the configured models folder only."""
+    return Engine(settings.models_path)
+
+
+@dataclass
+class AnalysisOutputs:
+    """Where ``write_outputs`` put each file."""
+
+    labelmap: Path
+    findings: Path
+    montage: Path
+
+
+def analyze_source(source: SeriesSource, engine: Engine, *, model_id: str, device: str = "auto",
+                   options: dict[str, Any] | None = None, progress: ProgressCallback = no_progress,
+                   cancel: CancelToken | None = None) -> AnalysisResult:
+    """Load the series (first volume of a multi-volume series) and run the model on it."""
+    progress(0.0, "loading series")
+    loaded = load_series_volumes(source)
+    volume = loaded.volumes[0]
+    request = AnalysisRequest(volume, model_id, device, options or {})
+    result = engine.run(request, progress, cancel)
+    if len(loaded.volumes) > 1:
+        result.provenance.notes.append(
+            f"series holds {len(loaded.volumes)} volumes (time points/echoes); analysed the first")
+    return result
+
+
+def write_outputs(result: AnalysisResult, out_dir: Path, source_label: str = "") -> AnalysisOutputs:
+    """Write ``labels.nii.gz``, ``findings.json`` and ``montage.png`` into ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    labels = write_nifti(result.labelmap_volume(), out_dir / "labels.nii.gz")
+    volume = result.request.volume
+    data = {
+        "status": "AI draft: not verified by a radiologist",
+        "series": source_label,
+        "volume": {"shape": list(volume.shape), "spacing_mm": [round(s, 4) for s in volume.spacing],
+                   "modality": volume.modality, "units": volume.units, "notes": list(volume.notes)},
+        **result.to_dict(),
+    }
+    findings = out_dir / "findings.json"
+    findings.write_text(json.dumps(data, indent=2, default=_json_default), encoding="utf-8")
+    montage = write_montage(result, out_dir / "montage.png")
+    return AnalysisOutputs(labels, findings, montage)
+
+
+def _json_default(value: Any) -> Any:
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
