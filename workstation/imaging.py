@@ -98,6 +98,16 @@ def render_slice(volume: Volume, k: int, labels: npt.NDArray[Any] | None, table:
     return img.resize((max(1, round(width_mm * scale)), max(1, round(height_mm * scale))), Image.Resampling.BILINEAR)
 
 
+def montage_window(result: AnalysisResult, min_share: float = 0.02) -> tuple[float, float]:
+    """Lung window when lungs take a visible share of the label map, else soft tissue (e.g. an abdomen)."""
+    lung_values = [lab.value for lab in result.label_table if lab.name.startswith("lung")]
+    if not lung_values:
+        return SOFT_TISSUE_WINDOW
+    labelled = np.count_nonzero(result.labelmap)
+    lung = np.count_nonzero(np.isin(result.labelmap, lung_values))
+    return LUNG_WINDOW if labelled and lung >= min_share * labelled else SOFT_TISSUE_WINDOW
+
+
 def write_montage(result: AnalysisResult, path: str | Path, slices: Sequence[int] | None = None,
                   columns: int = 3, tile: int = 384) -> Path:
     """A PNG of key slices with the overlay, each tile labelled with its position in mm."""
@@ -107,8 +117,7 @@ def write_montage(result: AnalysisResult, path: str | Path, slices: Sequence[int
     picks = list(slices) if slices is not None else key_slices(result)
     if not picks:
         picks = [volume.shape[0] // 2]
-    names = {lab.name for lab in result.label_table}
-    win = LUNG_WINDOW if any(n.startswith("lung") for n in names) else SOFT_TISSUE_WINDOW
+    win = montage_window(result)
     rows = (len(picks) + columns - 1) // columns
     sheet = Image.new("RGB", (columns * tile, rows * tile + 24), (0, 0, 0))
     draw = ImageDraw.Draw(sheet)

@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 MAX_LAA_THICKNESS_MM = 1.5
 LUNG_LEVEL_FRACTION = 0.05
+MIN_LUNG_ML = 50.0  # less than this is a lung base or apex clipped by the scan, not a measurable lung
 _SHARP_WORDS = ("LUNG", "BONE", "SHARP", "EDGE", "DETAIL", "CHST", "HIGH RES")
 
 
@@ -141,7 +142,7 @@ def _select(hist: npt.NDArray[np.int64], label: int, overlays: tuple[int, ...] |
     return int(hist.reshape(-1, a.N_REGIONS * a.N_BINS)[:, sel.ravel()].sum())
 
 
-def _lungs(hist: npt.NDArray[np.int64], info: ScanInfo, cautions: list[str]) -> list[Measurement]:
+def _lungs(hist: npt.NDArray[np.int64], info: ScanInfo, cautions: list[str], partial: str) -> list[Measurement]:
     out: list[Measurement] = []
     caution = "; ".join(cautions)
     total = total_low = 0
@@ -153,12 +154,12 @@ def _lungs(hist: npt.NDArray[np.int64], info: ScanInfo, cautions: list[str]) -> 
         total, total_low = total + n, total_low + low
         structure = f"lung_{side}"
         out.append(Measurement("lung volume", round(n * info.voxel_ml, 1), "mL", structure, side,
-                               "voxels of the lung (< -400 HU, airways removed) plus its nodule candidates"))
+                               "voxels of the lung (< -400 HU, airways removed) plus its nodule candidates", partial))
         if n:
             out.append(Measurement("%LAA-950", round(100.0 * low / n, 2), "%", structure, side,
                                    "share of the lung's voxels (nodules included) below -950 HU", caution))
     out.append(Measurement("total lung volume", round(total * info.voxel_ml, 1), "mL", "lungs", "",
-                           "right plus left lung volume"))
+                           "right plus left lung volume", partial))
     if total:
         out.append(Measurement("%LAA-950", round(100.0 * total_low / total, 2), "%", "lungs", "",
                                "share of both lungs' voxels below -950 HU", caution))
@@ -181,14 +182,36 @@ def _level(counts: npt.NDArray[np.int64]) -> tuple[int, str, str]:
         "identified, so the areas are not comparable with L3 reference values")
 
 
+def lung_coverage(counts: npt.NDArray[np.int64], voxel_ml: float) -> tuple[bool, str]:
+    """Whether the lungs are measurable in this scan, and a caution when they are cut by its ends.
+
+    A scan without lungs (or with only a sliver of a lung base, as in an abdominal
+    CT) gets no lung measurements at all: "0 mL" would read as a finding. Lungs
+    that reach the first or last slice are only partly scanned, so their volumes
+    are lower bounds.
+    """
+    per_slice = counts[:, t.LUNG_RIGHT] + counts[:, t.LUNG_LEFT] + counts[:, t.LUNG_NODULE]
+    if per_slice.sum() * voxel_ml < MIN_LUNG_ML:
+        return False, ""
+    if per_slice[0] > 0 or per_slice[-1] > 0:
+        return True, ("the lungs extend beyond the scanned range: lung volumes are partial (lower bounds) "
+                      "and %LAA-950 covers only the scanned part")
+    return True, ""
+
+
 def measure(hist: npt.NDArray[np.int64], marrow_hu_sum: float, info: ScanInfo) -> tuple[list[Measurement], list[str]]:
     """All measurements of the model and the cautions that apply to the scan."""
     cautions: list[str] = []
-    laa = laa_cautions(info.metadata, info.spacing_z_mm)
-    cautions += laa
-    hu_note = hu_caution(info.metadata)
-    out = _lungs(hist, info, laa)
     counts = _label_counts(hist)
+    has_lungs, partial = lung_coverage(counts, info.voxel_ml)
+    hu_note = hu_caution(info.metadata)
+    out: list[Measurement] = []
+    if has_lungs:
+        laa = laa_cautions(info.metadata, info.spacing_z_mm) + ([partial] if partial else [])
+        cautions += laa
+        out += _lungs(hist, info, laa, partial)
+    else:
+        info.notes.append("no lungs in the scanned range: lung volumes and %LAA-950 are not reported")
     z, where, level_caution = _level(counts)
     cautions.append(level_caution)
     level = hist[z:z + 1]

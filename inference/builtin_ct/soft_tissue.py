@@ -14,7 +14,7 @@ from liver or bowel, nor subcutaneous from visceral fat; geometry does:
 - Lean tissue counts as muscle in the *muscle zone*: a band ``WALL_MM`` deep
   under the envelope's surface (abdominal and chest wall muscles) plus the
   paravertebral region behind the centre of the vertebral bodies (erector
-  spinae, psoas, quadratus lumborum), less the vertebral column itself (its
+  spinae, psoas, quadratus lumborum; a trapezoid widening backwards), less the vertebral column itself (its
   bone smeared over the discs and hole-filled: discs and spinal canal). Lean
   tissue deeper in the cavity is organ ("body"). The band depth is a fixed
   typical wall thickness, so organs that touch a thin wall lend it a rim
@@ -49,6 +49,8 @@ HULL_MIN_FILL = 0.9
 MAIN_PART_SHARE = 0.05
 WALL_MM = 15.0
 PARASPINAL_HALF_WIDTH_MM = 60.0
+PARASPINAL_FRONT_HALF_WIDTH_MM = 40.0
+PARASPINAL_FLARE = 0.6  # mm of half-width gained per mm behind the vertebral body's centre
 SPINE_HALF_WIDTH_MM = 35.0
 DISC_MM = 10.0
 
@@ -74,10 +76,13 @@ def _paraspinal(vertebral: Bool3, spacing: tuple[float, float, float]) -> tuple[
     counts = np.bincount(pts[0], minlength=vertebral.shape[0])
     sums = np.bincount(pts[0], weights=pts[1], minlength=vertebral.shape[0])
     y_c = np.where(counts > 0, sums / np.maximum(counts, 1), y_all)
-    half = PARASPINAL_HALF_WIDTH_MM / spacing[2]
-    cols = np.abs(np.arange(vertebral.shape[2]) - x_s) <= half
-    rows = np.arange(vertebral.shape[1])[None, :] >= y_c[:, None]
-    zone[:] = rows[:, :, None] & cols[None, None, :]
+    # a trapezoid, not a box: psoas hugs the vertebral body, the erector spinae fan out behind it; the
+    # narrow front keeps the kidneys and the back of the liver (beside the body, in front of the
+    # transverse processes) out of the muscle
+    depth_mm = (np.arange(vertebral.shape[1])[None, :] - y_c[:, None]) * spacing[1]
+    half_mm = np.minimum(PARASPINAL_FRONT_HALF_WIDTH_MM + PARASPINAL_FLARE * depth_mm, PARASPINAL_HALF_WIDTH_MM)
+    lateral_mm = np.abs(np.arange(vertebral.shape[2]) - x_s) * spacing[2]
+    zone[:] = (depth_mm >= 0)[:, :, None] & (lateral_mm[None, None, :] <= half_mm[:, :, None])
     return zone, x_s
 
 
