@@ -1,0 +1,40 @@
+"""The MPR viewer: linked axial/coronal/sagittal views, W/L, measurements, label overlay.
+
+Qt layer only; it reads ``inference.volume.Volume`` and ``inference.labels.LabelTable``
+and never imports torch, MONAI or transformers.
+"""
+
+from workstation.qt.refcount_guard import guard_none_refcount
+from workstation.qt.viewer.measure import RoiMeasurement, RulerMeasurement, ViewMeasurement
+from workstation.qt.viewer.mpr import LAYOUTS, MprViewer
+from workstation.qt.viewer.orientation import PLANES, Plane, PlaneGeometry, plane_geometries
+from workstation.qt.viewer.overlay_panel import OverlayPanel
+from workstation.qt.viewer.presets import Preset, PresetBook, auto_window, load_presets
+from workstation.qt.viewer.slice_view import SliceView
+from workstation.qt.viewer.state import TOOLS, OverlayState, Tool, ViewerInfo, ViewerState
+
+guard_none_refcount()
+
+__all__ = [
+    "LAYOUTS",
+    "PLANES",
+    "TOOLS",
+    "MprViewer",
+    "OverlayPanel",
+    "OverlayState",
+    "Plane",
+    "PlaneGeometry",
+    "Preset",
+    "PresetBook",
+    "RoiMeasurement",
+    "RulerMeasurement",
+    "SliceView",
+    "Tool",
+    "ViewMeasurement",
+    "ViewerInfo",
+    "ViewerState",
+    "auto_window",
+    "guard_none_refcount",
+    "load_presets",
+    "plane_geometries",
+]

@@ -1,0 +1,119 @@
+"""Window/level presets (``resources/presets/window_level.json``) and the automatic window.
+
+CT values are absolute (HU), so fixed presets work (lung, mediastinum, abdomen,
+bone, brain). MR and other modalities have arbitrary units: their window comes
+from percentiles of a small subsample of the loaded slices, cheap enough to run
+right after the first slice of a streamed series arrives.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from workstation.settings import resources_dir
+
+logger = logging.getLogger(__name__)
+
+PRESETS_FILE = ("presets", "window_level.json")
+AUTO_SAMPLE_SLICES = 12
+AUTO_SAMPLE_SIDE = 128
+
+
+@dataclass(frozen=True)
+class Preset:
+    """One named window: ``key`` is the keyboard digit that picks it."""
+
+    key: str
+    id: str
+    name: str
+    window: float
+    level: float
+
+
+@dataclass(frozen=True)
+class PresetBook:
+    """Presets per modality (upper case), each modality's default preset id, and the auto percentiles."""
+
+    presets: dict[str, tuple[Preset, ...]] = field(default_factory=dict)
+    defaults: dict[str, str] = field(default_factory=dict)
+    auto_percentiles: tuple[float, float] = (1.0, 99.0)
+
+    def for_modality(self, modality: str) -> tuple[Preset, ...]:
+        """The presets of a modality (empty: use the automatic window)."""
+        return self.presets.get(modality.upper(), ())
+
+    def default_for(self, modality: str) -> Preset | None:
+        """The preset a freshly opened series of this modality shows, if any."""
+        wanted = self.defaults.get(modality.upper())
+        presets = self.for_modality(modality)
+        return next((p for p in presets if p.id == wanted), presets[0] if presets else None)
+
+    def by_key(self, modality: str, key: str) -> Preset | None:
+        """The preset bound to a digit key for this modality."""
+        return next((p for p in self.for_modality(modality) if p.key == key), None)
+
+
+_FALLBACK = PresetBook(
+    presets={"CT": (Preset("1", "lung", "Lung", 1500, -600), Preset("2", "mediastinum", "Mediastinum", 350, 50),
+                    Preset("3", "abdomen", "Abdomen", 400, 40), Preset("4", "bone", "Bone", 2000, 500),
+                    Preset("5", "brain", "Brain", 80, 40))},
+    defaults={"CT": "abdomen"},
+)
+
+
+def _parse(data: dict[str, Any]) -> PresetBook:
+    presets: dict[str, tuple[Preset, ...]] = {}
+    defaults: dict[str, str] = {}
+    for modality, entry in data.get("modalities", {}).items():
+        items = tuple(Preset(str(p["key"]), str(p["id"]), str(p["name"]), float(p["window"]), float(p["level"]))
+                      for p in entry.get("presets", []))
+        if any(p.window <= 0 for p in items):
+            raise ValueError(f"{modality}: a window width must be positive")
+        presets[modality.upper()] = items
+        if "default" in entry:
+            defaults[modality.upper()] = str(entry["default"])
+    lo, hi = (float(v) for v in data.get("auto_percentiles", (1.0, 99.0)))
+    if not 0.0 <= lo < hi <= 100.0:
+        raise ValueError(f"auto_percentiles must rise within 0..100, got {lo}, {hi}")
+    return PresetBook(presets, defaults, (lo, hi))
+
+
+def load_presets(path: Path | None = None) -> PresetBook:
+    """Read the presets file; on a missing or broken file, log it and use the built-in CT presets."""
+    path = path if path is not None else resources_dir().joinpath(*PRESETS_FILE)
+    try:
+        return _parse(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        logger.warning("window/level presets %s unusable (%s); using built-in CT presets", path, exc)
+        return _FALLBACK
+
+
+def auto_window(array: npt.NDArray[Any], loaded: npt.NDArray[np.bool_] | None = None,
+                percentiles: tuple[float, float] = (1.0, 99.0)) -> tuple[float, float]:
+    """``(window, level)`` spanning the given percentiles of a subsample of the loaded slices.
+
+    At most ``AUTO_SAMPLE_SLICES`` slices, each strided to about
+    ``AUTO_SAMPLE_SIDE`` pixels a side: a few thousand values, well under a millisecond.
+    """
+    slices = np.flatnonzero(loaded) if loaded is not None else np.arange(array.shape[0])
+    if slices.size == 0:
+        return 1.0, 0.5
+    pick = slices[np.linspace(0, slices.size - 1, min(AUTO_SAMPLE_SLICES, slices.size)).round().astype(int)]
+    step_r = max(1, array.shape[1] // AUTO_SAMPLE_SIDE)
+    step_c = max(1, array.shape[2] // AUTO_SAMPLE_SIDE)
+    sample = np.asarray(array[pick, ::step_r, ::step_c], dtype=np.float64).ravel()
+    sample = sample[np.isfinite(sample)]
+    if sample.size == 0:
+        return 1.0, 0.5
+    lo, hi = (float(v) for v in np.percentile(sample, percentiles))
+    if hi - lo < 1e-6:
+        lo, hi = float(sample.min()), float(sample.max())
+    window = max(hi - lo, 1.0 if array.dtype.kind in "iu" else 1e-3)
+    return window, (hi + lo) / 2.0

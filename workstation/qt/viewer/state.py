@@ -1,0 +1,122 @@
+"""What the MPR views share: volume, cursor, window/level, overlay, measurements.
+
+One ``ViewerState`` belongs to an ``MprViewer``; its ``SliceView``s only read it
+and ask the viewer to change it, so the three views can never disagree about
+the cursor or the window. Qt-free.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from inference.labels import LabelTable
+from inference.volume import Volume
+from workstation.qt.viewer.measure import ViewMeasurement
+from workstation.qt.viewer.orientation import Plane, PlaneGeometry
+from workstation.qt.viewer.render import colour_table
+
+logger = logging.getLogger(__name__)
+
+Tool = Literal["wl", "crosshair", "ruler", "roi", "pan", "zoom"]
+TOOLS: tuple[Tool, ...] = ("wl", "crosshair", "ruler", "roi", "pan", "zoom")
+TOOL_NAMES: dict[str, str] = {"wl": "W/L", "crosshair": "Crosshair", "ruler": "Ruler", "roi": "ROI",
+                              "pan": "Pan", "zoom": "Zoom"}
+OverlayMode = Literal["fill", "outline"]
+_VERSIONS = itertools.count(1)
+
+
+def next_version() -> int:
+    """A number never handed out before: cache keys of rendered slices use it."""
+    return next(_VERSIONS)
+
+
+@dataclass(frozen=True)
+class ViewerInfo:
+    """The identity shown in the corner of every view (display strings; DICOM dates are tidied)."""
+
+    patient_name: str = ""
+    study_date: str = ""
+    series_description: str = ""
+    modality: str = ""
+
+    def patient_text(self) -> str:
+        """``Family^Given`` as ``FAMILY, Given``; other names as given."""
+        parts = [p for p in self.patient_name.split("^") if p]
+        if "^" in self.patient_name and parts:
+            return f"{parts[0].upper()}, {' '.join(parts[1:])}".rstrip(", ")
+        return self.patient_name
+
+    def date_text(self) -> str:
+        """``YYYYMMDD`` as ``YYYY-MM-DD``; other strings as given."""
+        d = self.study_date
+        return f"{d[:4]}-{d[4:6]}-{d[6:8]}" if len(d) == 8 and d.isdigit() else d
+
+
+@dataclass
+class OverlayState:
+    """A label map on the volume's grid and how it is drawn."""
+
+    labelmap: npt.NDArray[np.integer[Any]]
+    table: LabelTable
+    max_value: int
+    opacity: float = 0.5
+    mode: OverlayMode = "fill"
+    visible: bool = True
+    hidden: set[int] = field(default_factory=set)
+    lut: npt.NDArray[np.uint32] = field(default_factory=lambda: np.zeros(1, np.uint32))
+    version: int = 0
+
+    def refresh_lut(self) -> None:
+        """Rebuild the colour table after a visibility change; views re-render on the new version."""
+        self.lut = colour_table(self.table, self.max_value, self.hidden)
+        self.version = next_version()
+
+
+@dataclass
+class ViewerState:
+    """Everything the views draw. ``cursor`` is the crosshair voxel ``[slice, row, column]``."""
+
+    volume: Volume | None = None
+    info: ViewerInfo = field(default_factory=ViewerInfo)
+    geoms: dict[Plane, PlaneGeometry] = field(default_factory=dict)
+    loaded: npt.NDArray[np.bool_] | None = None
+    loaded_version: int = 0
+    cursor: list[int] = field(default_factory=lambda: [0, 0, 0])
+    window: float = 400.0
+    level: float = 40.0
+    wl_name: str = ""
+    invert: bool = False
+    overlay: OverlayState | None = None
+    highlight: tuple[tuple[int, int, int], tuple[int, int, int]] | None = None
+    measurements: list[ViewMeasurement] = field(default_factory=list)
+    tool: Tool = "wl"
+    show_crosshair: bool = True
+    show_annotations: bool = True
+    volume_version: int = 0
+
+    def slice_loaded(self, slice_index: int) -> bool:
+        """Whether slice ``slice_index`` along array axis 0 holds data yet."""
+        return self.loaded is None or bool(self.loaded[slice_index])
+
+    def loaded_count(self) -> tuple[int, int]:
+        """``(loaded, total)`` slices along array axis 0."""
+        if self.volume is None:
+            return 0, 0
+        total = self.volume.shape[0]
+        return (total if self.loaded is None else int(self.loaded.sum())), total
+
+    def value_at(self, index: tuple[int, int, int]) -> float | None:
+        """The voxel value at an index, or ``None`` outside the volume or on an unloaded slice."""
+        if self.volume is None:
+            return None
+        if any(not 0 <= v < n for v, n in zip(index, self.volume.shape, strict=True)):
+            return None
+        if not self.slice_loaded(index[0]):
+            return None
+        return float(self.volume.array[index])
