@@ -172,6 +172,37 @@ def _units(h: InstanceHeader) -> str:
     return ""
 
 
+def series_units(h: InstanceHeader) -> str:
+    """Units of a series' real values: ``HU`` for CT, else RescaleType when it names one."""
+    return _units(h)
+
+
+def output_dtype(lo: float, hi: float, integral: bool) -> np.dtype[Any]:
+    """The dtype a volume with real values in ``[lo, hi]`` is stored in (as ``load_series`` picks it)."""
+    return _output_dtype(lo, hi, integral)
+
+
+def volume_metadata(h: InstanceHeader, source_planes: int) -> dict[str, Any]:
+    """The ``Volume.metadata`` of a volume built from ``source_planes`` planes headed by ``h``.
+
+    Shared with the streaming loader so both loaders describe a volume the same way.
+    """
+    return {
+        "series_description": h.series_description,
+        "patient_position": h.patient_position,
+        "slice_thickness": h.slice_thickness,
+        "kernel": h.kernel,
+        "manufacturer": h.manufacturer,
+        "model": h.model,
+        "contrast_agent": h.contrast_agent,
+        "body_part": h.body_part,
+        "window_center": h.window_center,
+        "window_width": h.window_width,
+        "photometric": h.photometric,
+        "source_planes": source_planes,
+    }
+
+
 def _build(g: StackGeometry, workers: int, label: str) -> Volume:
     planes = g.planes
     first = planes[0]
@@ -198,20 +229,7 @@ def _build(g: StackGeometry, workers: int, label: str) -> Volume:
         )
     if arr.ndim != 3 or arr.shape[0] == 0:
         raise NotAVolumeError(f"{label}: no slices could be stacked")
-    metadata = {
-        "series_description": h.series_description,
-        "patient_position": h.patient_position,
-        "slice_thickness": h.slice_thickness,
-        "kernel": h.kernel,
-        "manufacturer": h.manufacturer,
-        "model": h.model,
-        "contrast_agent": h.contrast_agent,
-        "body_part": h.body_part,
-        "window_center": h.window_center,
-        "window_width": h.window_width,
-        "photometric": h.photometric,
-        "source_planes": len(planes),
-    }
+    metadata = volume_metadata(h, len(planes))
     return Volume(
         array=arr,
         affine=g.affine(),
