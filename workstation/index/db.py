@@ -200,6 +200,47 @@ class StudyIndex:
                                 (study_id,))
         return [dict(r) for r in rows]
 
+    # --- editing notes (the notes panel) ------------------------------------------------
+    def note_rows(self, study_id: int) -> list[dict[str, Any]]:
+        """A study's notes with their row ids (``id``, ``source``, ``kind``, ``text``), oldest first."""
+        rows = self._db.execute("SELECT id, source, kind, text FROM notes WHERE study_ref=? ORDER BY id",
+                                (study_id,))
+        return [dict(r) for r in rows]
+
+    def note(self, note_id: int) -> dict[str, Any] | None:
+        """One note by row id (``id``, ``study_id``, ``source``, ``kind``, ``text``)."""
+        r = self._db.execute("SELECT id, study_ref AS study_id, source, kind, text FROM notes WHERE id=?",
+                             (note_id,)).fetchone()
+        return dict(r) if r else None
+
+    def update_note(self, note_id: int, text: str) -> bool:
+        """Replace a note's text, keeping its source and kind; True if the note exists.
+
+        Committed at once (a single small write), so an edit survives a crash.
+        A later re-import does not undo it: imports only insert notes they lack.
+        """
+        with self._db:
+            cur = self._db.execute("UPDATE notes SET text=? WHERE id=?", (text, note_id))
+        return cur.rowcount > 0
+
+    def add_typed_note(self, study_id: int, text: str, source: str = "typed") -> int:
+        """Add a note typed in the application (kind ``typed note``); returns its id. Committed at once.
+
+        Notes are unique per study, source and kind, so a second typed note gets
+        the source ``typed (2)``, and so on.
+        """
+        kind = "typed note"
+        taken = {r["source"] for r in self._db.execute(
+            "SELECT source FROM notes WHERE study_ref=? AND kind=?", (study_id, kind))}
+        name, n = source, 1
+        while name in taken:
+            n += 1
+            name = f"{source} ({n})"
+        with self._db:
+            cur = self._db.execute("INSERT INTO notes (study_ref, source, kind, text) VALUES (?,?,?,?)",
+                                   (study_id, name, kind, text))
+        return int(cur.lastrowid or 0)
+
     def rejects(self) -> list[dict[str, str]]:
         """Files that could not be imported."""
         return [dict(r) for r in self._db.execute("SELECT ref, reason FROM rejects ORDER BY ref")]

@@ -1,0 +1,171 @@
+"""Analysis jobs without Qt: the job record, the latest-progress mailbox, device naming, one run.
+
+The Qt worker (``workstation.qt.worker``) is a thin shell around these pieces, so
+the rules that matter (which outcome a run has, what message a failure shows,
+how progress is coalesced) can be read and tested without an event loop.
+
+Nothing here imports torch: ``describe_device`` and ``run_job`` reach it only
+through the engine, and they are called on the inference worker thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+from inference.cancel import CancelledError, CancelToken
+from inference.contract import AnalysisRequest, AnalysisResult, DeviceChoice
+from inference.engine import Engine
+from inference.errors import GeometryError, ModelError, NotAVolumeError, WorkstationError
+
+logger = logging.getLogger(__name__)
+
+OutcomeKind = Literal["finished", "failed", "cancelled"]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One submitted analysis: its generation number, the immutable request, the series and its cancel token."""
+
+    generation: int
+    request: AnalysisRequest
+    series_id: int
+    token: CancelToken = field(default_factory=CancelToken, compare=False)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a job ended: exactly one of a result, an error message, or a cancel."""
+
+    kind: OutcomeKind
+    generation: int
+    result: AnalysisResult | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class ProgressReport:
+    """The latest progress of one job."""
+
+    generation: int
+    fraction: float
+    stage: str
+
+
+class ProgressMailbox:
+    """Holds only the newest progress report; written by the worker thread, read by the GUI thread.
+
+    A model may report progress thousands of times (per sliding-window batch, per
+    generated token). Posting each report as an event would flood the GUI's event
+    queue; instead the worker overwrites one slot and the GUI reads it on a timer,
+    so the GUI sees at most one report per tick and never a stale one.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._report: ProgressReport | None = None
+
+    def put(self, generation: int, fraction: float, stage: str) -> None:
+        """Replace the stored report (any thread)."""
+        report = ProgressReport(generation, max(0.0, min(1.0, float(fraction))), stage)
+        with self._lock:
+            self._report = report
+
+    def take(self) -> ProgressReport | None:
+        """The newest report since the last ``take``, or None (any thread)."""
+        with self._lock:
+            report, self._report = self._report, None
+        return report
+
+
+def device_label(choice: DeviceChoice) -> str:
+    """How the status bar names a device: ``NVIDIA H100 80GB HBM3 (CUDA)``, ``CPU (2 threads)``."""
+    if choice.device.startswith("cuda"):
+        return f"{choice.name.removeprefix('GPU ').strip()} (CUDA)"
+    return choice.name
+
+
+def describe_device(preference: str = "auto") -> str:
+    """Name the device ``preference`` resolves to. Imports torch: call it on the worker thread only."""
+    from inference.device import choose_device
+
+    try:
+        return device_label(choose_device(preference))
+    except WorkstationError as exc:
+        return f"no usable device: {exc}"
+    except Exception as exc:  # a broken torch install must not kill the worker thread
+        logger.exception("could not query the compute device")
+        return f"device unknown ({type(exc).__name__}: {exc})"
+
+
+WARM_MODULES = ("inference.builtin_ct.model", "inference.findings", "scipy.ndimage", "inference.bundles")
+
+
+def warm_up() -> None:
+    """Import the analysis pipeline now, on the idle worker thread, rather than inside the first run.
+
+    Executing a module's code holds the GIL, so first-run imports on the worker
+    stalled the GUI thread by ~150 ms (measured by benchmarks/bench_gui_stall.py);
+    done right after launch, while the reader is still choosing a study, nobody notices.
+    """
+    import importlib
+
+    for name in WARM_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:  # a broken optional stack shows up, with its reason, when a model needs it
+            logger.warning("could not preload %s", name, exc_info=True)
+
+
+def failure_message(exc: BaseException, model_id: str) -> str:
+    """A message that names the problem: model, geometry, memory, or an unexpected error."""
+    if isinstance(exc, ModelError):
+        text = str(exc)
+        if "out of memory" in text.lower():
+            return f"Out of memory: {text}. Close other programs or analyse on the CPU."
+        return f"Model problem: {text}"
+    if isinstance(exc, GeometryError):
+        return f"Geometry problem: {exc}"
+    if isinstance(exc, NotAVolumeError):
+        return f"Not an image volume: {exc}"
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" \
+            or "out of memory" in str(exc).lower():
+        return (f"Out of memory while running '{model_id}': the series is too large for the free memory. "
+                "Close other programs or analyse on the CPU.")
+    if isinstance(exc, WorkstationError):
+        return str(exc)
+    return (f"Unexpected error while running '{model_id}' ({type(exc).__name__}: {exc}). "
+            "The details are in the log.")
+
+
+def run_job(engine: Engine, job: Job, mailbox: ProgressMailbox) -> Outcome:
+    """Run ``job`` on ``engine`` (on the calling thread) and classify how it ended.
+
+    A job cancelled before it starts is not run. A run whose token was set while
+    it was finishing counts as cancelled: after ``cancel`` the user never gets a
+    result. Unexpected exceptions are logged with their traceback. Nothing about
+    the patient or the notes is logged, only the model, the grid shape and timings.
+    """
+    gen = job.generation
+    model_id = job.request.model_id
+    if job.token.cancelled:
+        return Outcome("cancelled", gen)
+    t0 = time.perf_counter()
+    logger.info("analysis %d: %s on a %s grid", gen, model_id, "x".join(map(str, job.request.volume.shape)))
+    try:
+        result = engine.run(job.request, lambda f, s: mailbox.put(gen, f, s), job.token)
+        job.token.raise_if_cancelled()  # cancelled while finishing: the user asked for no result
+    except CancelledError:
+        logger.info("analysis %d cancelled after %.2f s", gen, time.perf_counter() - t0)
+        return Outcome("cancelled", gen)
+    except (WorkstationError, MemoryError) as exc:
+        logger.warning("analysis %d failed: %s", gen, exc)
+        return Outcome("failed", gen, message=failure_message(exc, model_id))
+    except Exception as exc:
+        logger.exception("analysis %d: unexpected error in %s", gen, model_id)
+        return Outcome("failed", gen, message=failure_message(exc, model_id))
+    logger.info("analysis %d finished in %.2f s", gen, time.perf_counter() - t0)
+    return Outcome("finished", gen, result=result)
