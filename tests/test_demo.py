@@ -24,6 +24,7 @@ from workstation.demo import (
     load_truth,
 )
 from workstation.demo import phantom as phantom_module
+from workstation.demo.phantom import VERSION_FILE
 from workstation.dicomio.headers import read_header_path
 from workstation.dicomio.volume_builder import SeriesVolumes, load_series
 
@@ -272,7 +273,7 @@ def test_ensure_generates_once_and_regenerates_on_version_change(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     study = ensure_demo_study(tmp_path)
     assert study == tmp_path / DEMO_FOLDER_NAME
-    assert (study / "VERSION").read_text().strip() == GENERATOR_VERSION
+    assert json.loads((study / VERSION_FILE).read_text())["generator_version"] == GENERATOR_VERSION
     assert len(list(study.glob("*.dcm"))) == SHAPE[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == [DEMO_FOLDER_NAME]
 
@@ -283,14 +284,14 @@ def test_ensure_generates_once_and_regenerates_on_version_change(
     monkeypatch.undo()
 
     (study / "marker").write_text("old")
-    (study / "VERSION").write_text("0\n")
+    (study / VERSION_FILE).write_text(json.dumps({"generator_version": "0"}))
     assert ensure_demo_study(tmp_path) == study
     assert not (study / "marker").exists()
-    assert (study / "VERSION").read_text().strip() == GENERATOR_VERSION
+    assert json.loads((study / VERSION_FILE).read_text())["generator_version"] == GENERATOR_VERSION
 
     monkeypatch.setattr(phantom_module, "GENERATOR_VERSION", "999")
     ensure_demo_study(tmp_path)
-    assert (study / "VERSION").read_text().strip() == "999"
+    assert json.loads((study / VERSION_FILE).read_text())["generator_version"] == "999"
     assert load_truth(study).generator_version == "999"
     assert sorted(p.name for p in tmp_path.iterdir()) == [DEMO_FOLDER_NAME]
 

@@ -9,7 +9,7 @@ from pytestqt.qtbot import QtBot
 
 from tests import dicom_factory as f
 from workstation.qt.app import create_main_window
-from workstation.qt.main_window import SERIES_ROLE
+from workstation.qt.browser import COL_IMAGES, COL_KIND, COL_MODALITY, SERIES_ROLE
 from workstation.settings import get_settings
 
 
@@ -20,7 +20,7 @@ def test_import_runs_off_the_gui_thread_and_fills_the_browser(qtbot: QtBot, tmp_
     window = create_main_window(get_settings())
     qtbot.addWidget(window)
     window.show()
-    assert window.browser.topLevelItemCount() == 0
+    assert window.browser.tree.topLevelItemCount() == 0
     from PySide6.QtWidgets import QMessageBox
 
     shown: list[str] = []
@@ -29,13 +29,13 @@ def test_import_runs_off_the_gui_thread_and_fills_the_browser(qtbot: QtBot, tmp_
         window.start_import([tmp_path / "study"])
     result = blocker.args[0]
     assert result.added == 5
-    assert window.browser.topLevelItemCount() == 1
-    study = window.browser.topLevelItem(0)
-    series = study.child(0)
-    assert series.text(1) == "CT" and series.text(2) == "volume" and series.text(3) == "5"
+    assert window.browser.tree.topLevelItemCount() == 1  # one patient
+    series = window.browser.tree.topLevelItem(0).child(0).child(0)  # patient -> study -> series
+    assert series.text(COL_MODALITY) == "CT" and "volume" in series.text(COL_KIND)
+    assert series.text(COL_IMAGES) == "5"
     assert "1 rejected" in window.statusBar().currentMessage()
     assert shown and "bad.dcm" in shown[0], "the user is told which file was rejected and why"
-    window.browser.setCurrentItem(series)
+    window.browser.tree.setCurrentItem(series)
     assert series.data(0, SERIES_ROLE) is not None
     html = window.details.toHtml()
     assert "uniform 2.000 mm" in html

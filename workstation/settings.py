@@ -57,6 +57,14 @@ class Settings(BaseSettings):
     models_dir: Path | None = None
     import_workers: int = Field(default=0, ge=0, description="0 = one per CPU core")
     nonuniform_spacing: Literal["resample", "refuse"] = "resample"
+    pacs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="PACS nodes, our AE title and listener port; validated on use by "
+                    "workstation.pacs.nodes.PacsConfig (kept as data so settings never import the PACS stack)")
+    llm_dir: Path | None = Field(default=None, description="local language model folder for report drafting "
+                                 "(config.json, *.safetensors, tokenizer); none = template drafter")
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field(
+        default="auto", description="where models run: auto = CUDA if usable, else MPS, else CPU")
 
     @property
     def db_path(self) -> Path:

@@ -12,6 +12,7 @@ Output is deterministic: the same seed and shape give byte-identical files
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import tempfile
@@ -32,7 +33,7 @@ GENERATOR_VERSION = "1"
 """Bump whenever the generated study changes: cached demos are then regenerated."""
 
 DEMO_FOLDER_NAME = "chest_ct_phantom"
-VERSION_FILE = "VERSION"
+VERSION_FILE = "generator_version.json"  # not a DICOM name: imports list it as ignored, not as bad input
 NOTES_FILE = "notes.txt"
 TRUTH_FILE = "truth.json"
 STALE_TEMP_SECONDS = 3600.0
@@ -213,8 +214,9 @@ def generate_demo_study(
 
 def _current(study: Path) -> bool:
     try:
-        return (study / VERSION_FILE).read_text(encoding="utf-8").strip() == GENERATOR_VERSION
-    except OSError:
+        data = json.loads((study / VERSION_FILE).read_text(encoding="utf-8"))
+        return isinstance(data, dict) and data.get("generator_version") == GENERATOR_VERSION
+    except (OSError, ValueError):
         return False
 
 
@@ -245,7 +247,8 @@ def ensure_demo_study(cache_dir: Path) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{DEMO_FOLDER_NAME}.", suffix=".tmp", dir=cache_dir))
     try:
         generate_demo_study(tmp)
-        (tmp / VERSION_FILE).write_text(GENERATOR_VERSION + "\n", encoding="utf-8")
+        (tmp / VERSION_FILE).write_text(json.dumps({"generator_version": GENERATOR_VERSION}) + "\n",
+                                        encoding="utf-8")
         if study.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{DEMO_FOLDER_NAME}.", suffix=".old", dir=cache_dir))
             study.replace(old / DEMO_FOLDER_NAME)

@@ -15,6 +15,7 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
 from workstation.qt.main_window import MainWindow
+from workstation.qt.refcount_guard import guard_none_refcount
 from workstation.settings import Settings, resources_dir
 
 logger = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ def ensure_app() -> QApplication:
     app = QApplication.instance()
     if isinstance(app, QApplication):
         return app
+    guard_none_refcount()  # a no-op unless a PySide6 build with the 6.12.0 reference bug is installed
     app = QApplication(sys.argv[:1])
     app.setApplicationName("Radiology Workstation")
     app.setStyleSheet(_style_sheet())
@@ -51,7 +53,7 @@ def run_gui(settings: Settings, open_study: int | None = None) -> int:
     window = create_main_window(settings)
     window.show()
     if open_study is not None:
-        window.statusBar().showMessage(f"Study {open_study} imported")
+        window.open_study(open_study)
     quit_after = os.environ.get("WORKSTATION_QUIT_AFTER")
     if quit_after:
         QTimer.singleShot(int(float(quit_after) * 1000), window.close)

@@ -1,32 +1,47 @@
-"""The main window: study browser and series details (the MPR viewer comes later).
+"""The main window: study browser, MPR viewer, findings, notes and the AI run bar.
 
-Imports run on a worker thread; the GUI thread only receives the finished
-result as a signal, so the window never freezes on a large folder.
+The window only lays things out and owns the menus; ``ReadingSession`` does the
+opening, streaming and analysing. Imports, loads and analyses all run off the
+GUI thread and report back through queued signals, so the window never freezes.
+Window geometry and dock layout are kept in ``window.json`` in the config dir.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, QRunnable, Qt, QThreadPool, Signal
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtCore import QByteArray, QObject, QRunnable, Qt, QThreadPool, QTimer, Signal
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import (
+    QDockWidget,
     QFileDialog,
+    QLabel,
     QMainWindow,
     QMessageBox,
-    QSplitter,
+    QTabWidget,
     QTextBrowser,
-    QTreeWidget,
-    QTreeWidgetItem,
+    QToolBar,
+    QWidget,
 )
 
-from workstation.settings import Settings
+from inference.errors import WorkstationError
+from workstation.qt.browser import StudyBrowser, local_paths
+from workstation.qt.panels import AnalysisBar, FindingsPanel, NotesPanel
+from workstation.qt.reading import ReadingSession
+from workstation.qt.viewer import MprViewer, OverlayPanel
+from workstation.settings import Settings, config_dir
 
 logger = logging.getLogger(__name__)
 
-SERIES_ROLE = Qt.ItemDataRole.UserRole + 1
+# files that sit beside DICOM on CDs and in exports (viewers, reports, our demo's truth): ignored quietly,
+# while a .dcm or suffix-less file that is not DICOM is bad input the user is told about
+NOT_DICOM_SUFFIXES = frozenset({".json", ".txt", ".md", ".pdf", ".xml", ".htm", ".html", ".jpg", ".jpeg", ".png",
+                                ".gif", ".exe", ".dll", ".inf", ".ini", ".csv", ".nii", ".gz", ".log", ".css", ".js"})
+WORKER_WARMUP_MS = 1500  # load the AI stack on the worker once the window has settled, not on the first click
+
 
 
 class _ImportSignals(QObject):
@@ -60,7 +75,7 @@ class _ImportTask(QRunnable):
 
 
 class MainWindow(QMainWindow):
-    """Study browser on the left, details of the selected series on the right."""
+    """Studies on the left, the MPR viewer in the centre, findings/overlay/notes/series on the right."""
 
     import_finished = Signal(object)
 
@@ -69,67 +84,170 @@ class MainWindow(QMainWindow):
         self.settings = settings
         self.pool = QThreadPool(self)
         self.setWindowTitle("Radiology Workstation")
-        self.resize(1280, 800)
-        self.browser = QTreeWidget()
-        self.browser.setHeaderLabels(["Study / series", "Modality", "Kind", "Images"])
-        header = self.browser.header()
-        header.setStretchLastSection(False)
-        header.setSectionResizeMode(0, header.ResizeMode.Stretch)
-        for col in (1, 2, 3):
-            header.setSectionResizeMode(col, header.ResizeMode.ResizeToContents)
-        self.browser.itemSelectionChanged.connect(self._show_selected)
+        self.setObjectName("MainWindow")
+        self.resize(1600, 960)
+        self.setAcceptDrops(True)
+        self.setDockOptions(QMainWindow.DockOption.AnimatedDocks | QMainWindow.DockOption.AllowTabbedDocks)
+        self.viewer = MprViewer()
+        self.setCentralWidget(self.viewer)
+        self.browser = StudyBrowser(settings)
+        self.browser.importRequested.connect(self.start_import)
+        self.browser.seriesSelected.connect(self._show_series_details)
+        self.findings = FindingsPanel()
+        self.overlay = OverlayPanel(self.viewer)
+        self.notes = NotesPanel(settings.db_path)
         self.details = QTextBrowser()
         self.details.setPlaceholderText("Select a series to see its geometry and quality report.")
-        split = QSplitter()
-        split.addWidget(self.browser)
-        split.addWidget(self.details)
-        split.setSizes([520, 760])
-        self.setCentralWidget(split)
+        self.tabs = QTabWidget()
+        self.tabs.setObjectName("SidePanels")
+        for widget, title in ((self.findings, "Findings"), (self.overlay, "Overlay"), (self.notes, "Notes"),
+                              (self.details, "Series")):
+            self.tabs.addTab(widget, title)
+        left = self._dock(self.browser, "Studies", "StudiesDock", Qt.DockWidgetArea.LeftDockWidgetArea)
+        right = self._dock(self.tabs, "Findings and notes", "PanelsDock", Qt.DockWidgetArea.RightDockWidgetArea)
+        self.resizeDocks([left, right], [340, 470], Qt.Orientation.Horizontal)
+        self.analysis_bar = AnalysisBar(settings.models_path)
+        self.session = ReadingSession(settings, self.browser, self.viewer, self.findings, self.notes,
+                                      self.analysis_bar, self)
+        self.session.message.connect(lambda text: self.statusBar().showMessage(text, 15_000))
+        self.session.problem.connect(self._show_problem)
+        self.session.resultShown.connect(lambda _sid: self.tabs.setCurrentWidget(self.findings))
+        self.device_label = QLabel("AI device: starting…")
+        self.device_label.setObjectName("DeviceLabel")
+        self.statusBar().addPermanentWidget(self.device_label)
+        self.session.worker.deviceDescribed.connect(lambda text: self.device_label.setText(f"AI device: {text}"))
+        self._build_toolbars()
         self._build_menus()
         self.statusBar().showMessage("Ready")
-        self.refresh()
+        self._restore_state()
+        self._closed = False
+
+    # --- layout ----------------------------------------------------------------------
+    def _dock(self, widget: QWidget, title: str, name: str, area: Qt.DockWidgetArea) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(name)
+        dock.setWidget(widget)
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                         | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _build_toolbars(self) -> None:
+        tools = QToolBar("Viewer")
+        tools.setObjectName("ViewerToolbar")
+        group = QActionGroup(self)
+        for text, name, tip in (("W/L", "wl", "Left-drag changes window/level"),
+                                ("Cross", "crosshair", "Left-click moves the linked crosshair"),
+                                ("Ruler", "ruler", "Left-drag measures a distance in mm"),
+                                ("ROI", "roi", "Left-drag draws an ellipse: mean/std HU and area"),
+                                ("Pan", "pan", "Left-drag pans"), ("Zoom", "zoom", "Left-drag zooms")):
+            action = QAction(text, self, checkable=True)
+            action.setToolTip(tip)
+            action.setData(name)
+            action.triggered.connect(lambda _c=False, n=name: self.viewer.set_tool(n))
+            group.addAction(action)
+            tools.addAction(action)
+            if name == "wl":
+                action.setChecked(True)
+        tools.addSeparator()
+        self.layout_actions: dict[str, QAction] = {}
+        layouts = QActionGroup(self)
+        for name in ("1x1", "1x3", "2x2"):
+            action = QAction(name, self, checkable=True)
+            action.setToolTip(f"Layout {name}")
+            action.triggered.connect(lambda _c=False, n=name: self.viewer.set_layout(n))
+            layouts.addAction(action)
+            tools.addAction(action)
+            self.layout_actions[name] = action
+        self.viewer.layoutChanged.connect(self._layout_changed)
+        self._layout_changed(self.viewer.layout_name())
+        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, tools)
+        ai = QToolBar("AI")
+        ai.setObjectName("AIToolbar")
+        ai.addWidget(self.analysis_bar)
+        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, ai)
+
+    def _layout_changed(self, name: str) -> None:
+        action = self.layout_actions.get(name)
+        if action is not None:
+            action.setChecked(True)
 
     def _build_menus(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
-        for text, slot, key in (
-            ("Import &folder…", self._import_folder, QKeySequence.StandardKey.Open),
-            ("Import &zip or files…", self._import_files, None),
-            ("Open &demo study", self.open_demo, None),
-        ):
-            action = QAction(text, self)
-            action.triggered.connect(slot)
-            if key is not None:
-                action.setShortcut(key)
-            file_menu.addAction(action)
+        self._add(file_menu, "Import &folder…", self._import_folder, QKeySequence.StandardKey.Open)
+        self._add(file_menu, "Import &zip or files…", self._import_files)
+        self._add(file_menu, "Open &demo study", self.open_demo)
+        self._add(file_menu, "&Query/retrieve from PACS…", self.open_pacs_dialog, "Ctrl+Shift+Q")
         file_menu.addSeparator()
-        quit_action = QAction("&Quit", self)
-        quit_action.setShortcut(QKeySequence.StandardKey.Quit)
-        quit_action.triggered.connect(self.close)
-        file_menu.addAction(quit_action)
+        self._add(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
+        view_menu = self.menuBar().addMenu("&View")
+        for name in ("1x1", "1x3", "2x2"):
+            self._add(view_menu, f"Layout {name}", lambda n=name: self.viewer.set_layout(n))
+        view_menu.addSeparator()
+        self._add(view_menu, "&Reset window/level and zoom", self.viewer.reset)
+        self._add(view_menu, "Clear &measurements", self.viewer.clear_measurements)
+        ai_menu = self.menuBar().addMenu("&AI")
+        self._add(ai_menu, "&Run selected model", self._run_selected, "Ctrl+R")
+        self._add(ai_menu, "&Cancel run", self.session.worker.cancel)
 
+    def _add(self, menu: Any, text: str, slot: Any, key: Any = None) -> QAction:
+        action = QAction(text, self)
+        action.triggered.connect(lambda _c=False: slot())
+        if key is not None:
+            action.setShortcut(QKeySequence(key))
+        menu.addAction(action)
+        return action
+
+    def _run_selected(self) -> None:
+        model_id = self.analysis_bar.current_model_id()
+        if model_id is not None:
+            self.session.run_ai(model_id)
+
+    # --- state --------------------------------------------------------------------
+    def showEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
+        """Warm the AI worker up once the window is on screen."""
+        super().showEvent(event)
+        if not self.session.worker.is_running():
+            QTimer.singleShot(WORKER_WARMUP_MS, self._warm_worker)
+
+    def _warm_worker(self) -> None:
+        if not self._closed and not self.session.worker.is_running():
+            self.session.worker.start()
+
+    def _state_file(self) -> Path:
+        return config_dir() / "window.json"
+
+    def _restore_state(self) -> None:
+        try:
+            data = json.loads(self._state_file().read_text(encoding="utf-8"))
+            self.restoreGeometry(QByteArray.fromHex(data["geometry"].encode()))
+            self.restoreState(QByteArray.fromHex(data["state"].encode()))
+            if data.get("layout") in self.layout_actions:
+                self.viewer.set_layout(data["layout"])
+        except (OSError, ValueError, KeyError, TypeError):
+            logger.debug("no saved window state; using the default layout")
+
+    def _save_state(self) -> None:
+        data = {"geometry": bytes(self.saveGeometry().toHex().data()).decode(),
+                "state": bytes(self.saveState().toHex().data()).decode(), "layout": self.viewer.layout_name()}
+        try:
+            path = self._state_file()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(data), encoding="utf-8")
+        except OSError as exc:
+            logger.warning("window state not saved: %s", exc)
+
+    # --- studies ------------------------------------------------------------------
     def refresh(self) -> None:
         """Reload the study browser from the index."""
-        from workstation.index import StudyIndex
+        self.browser.refresh()
 
-        self.browser.clear()
-        with StudyIndex(self.settings.db_path) as index:
-            for study in index.studies():
-                label = f"{display_name(study['patient_name'])} — {display_date(study['date'])} " \
-                        f"{study['description'] or ''}".strip()
-                top = QTreeWidgetItem([label, "", "", ""])
-                for row in index.series(study["id"]):
-                    n = str(row.summary.get("instances", ""))
-                    child = QTreeWidgetItem([f"#{row.number if row.number is not None else '-'} "
-                                             f"{row.description}", row.modality, row.kind, n])
-                    child.setData(0, SERIES_ROLE, row.id)
-                    top.addChild(child)
-                self.browser.addTopLevelItem(top)
-                top.setExpanded(True)
+    def open_study(self, study_id: int) -> bool:
+        """Open a study's main series in the viewer."""
+        return self.session.open_study(study_id)
 
-    def _show_selected(self) -> None:
-        items = self.browser.selectedItems()
-        series_id = items[0].data(0, SERIES_ROLE) if items else None
-        if series_id is None:
+    def _show_series_details(self, series_id: int) -> None:
+        if series_id < 0:
             return
         from workstation.index import StudyIndex
         from workstation.services.studies import series_json
@@ -137,6 +255,23 @@ class MainWindow(QMainWindow):
         with StudyIndex(self.settings.db_path) as index:
             info = series_json(index, int(series_id))
         self.details.setHtml(_series_html(info))
+
+    def open_pacs_dialog(self) -> Any:
+        """The query/retrieve dialog (modeless); retrieved studies appear in the browser."""
+        from workstation.qt.pacs_dialog import PacsDialog
+
+        try:
+            dialog = PacsDialog.from_settings(self.settings, self)
+        except WorkstationError as exc:
+            QMessageBox.warning(self, "PACS is not configured", str(exc))
+            return None
+        dialog.studyRetrieved.connect(lambda _uid, _ids: self.refresh())
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        return dialog
+
+    def _show_problem(self, title: str, text: str) -> None:
+        QMessageBox.warning(self, title, text)
 
     def start_import(self, paths: list[Path] | None) -> None:
         """Import ``paths`` (or the demo study when None) on the worker pool."""
@@ -147,7 +282,8 @@ class MainWindow(QMainWindow):
         self.pool.start(task)
 
     def open_demo(self) -> None:
-        """Generate (if needed) and import the demo study."""
+        """Generate (if needed) and import the demo study, then open it."""
+        self._open_after_import = True
         self.start_import(None)
 
     def _import_folder(self) -> None:
@@ -162,40 +298,51 @@ class MainWindow(QMainWindow):
             self.start_import([Path(f) for f in files])
 
     def _import_done(self, result: Any) -> None:
+        problems = [r for r in result.rejected
+                    if not (r.reason == "not a DICOM file" and Path(r.file).suffix.lower() in NOT_DICOM_SUFFIXES)]
+        ignored = len(result.rejected) - len(problems)
         msg = f"Imported {result.added} new files ({result.already_indexed} already indexed)"
-        if result.rejected:
-            msg += f", {len(result.rejected)} rejected"
+        if problems:
+            msg += f", {len(problems)} rejected"
+        if ignored:
+            msg += f", {ignored} other files ignored"
         self.statusBar().showMessage(msg)
         self.refresh()
-        if result.rejected:
-            lines = "\n".join(f"{r.file}: {r.reason}" for r in result.rejected[:20])
-            QMessageBox.warning(self, "Some files were not imported", lines)
+        if getattr(self, "_open_after_import", False):
+            self._open_after_import = False
+            if result.study_ids:
+                self.open_study(sorted(result.study_ids)[0])
+        if problems:
+            lines = "\n".join(f"{r.file}: {r.reason}" for r in problems[:20])
+            more = f"\n… and {len(problems) - 20} more" if len(problems) > 20 else ""
+            QMessageBox.warning(self, "Some files were not imported", lines + more)
         self.import_finished.emit(result)
 
     def _import_failed(self, message: str) -> None:
         self.statusBar().showMessage("Import failed")
         QMessageBox.critical(self, "Import failed", message)
 
+    # --- drag and drop anywhere on the window -------------------------------------------------
+    def dragEnterEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
+        """Accept local folders and files."""
+        if local_paths(event.mimeData()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
+        """Import what was dropped."""
+        paths = local_paths(event.mimeData())
+        if paths:
+            event.acceptProposedAction()
+            self.start_import(paths)
+
     def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
-        """Wait for running imports so no thread outlives the window."""
+        """Save notes and the layout, cancel and join the AI run and loads, wait for imports."""
+        self._closed = True
+        self._save_state()
+        self.session.shutdown()
+        self.browser.shutdown()
         self.pool.waitForDone()
         super().closeEvent(event)
-
-
-def display_name(pn: str | None) -> str:
-    """A DICOM person name (``Family^Given^Middle``) as readers expect it: ``FAMILY, Given Middle``."""
-    if not pn:
-        return "Anonymous"
-    parts = [p.strip() for p in pn.split("=")[0].split("^")]
-    family, rest = parts[0], " ".join(p for p in parts[1:3] if p)
-    return f"{family.upper()}, {rest}" if rest else family.upper()
-
-
-def display_date(da: str | None) -> str:
-    """A DICOM date (``YYYYMMDD``) as ``YYYY-MM-DD``."""
-    if da and len(da) == 8 and da.isdigit():
-        return f"{da[:4]}-{da[4:6]}-{da[6:]}"
-    return da or ""
 
 
 def _series_html(info: dict[str, Any]) -> str:

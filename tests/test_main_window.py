@@ -1,0 +1,158 @@
+"""The whole window as a radiologist uses it: open a real CT, read it, run AI, follow a finding, quit.
+
+Everything runs for real: the import pool, the streaming loader, the analysis
+worker thread with the built-in model, the viewer drawing into offscreen
+pixmaps. Each test fails if the window leaves a thread running behind it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtGui import QImage, QWheelEvent
+from PySide6.QtWidgets import QApplication, QMessageBox
+from pytestqt.qtbot import QtBot
+
+from tests import dicom_factory as f
+from workstation.qt.app import create_main_window
+from workstation.qt.main_window import MainWindow
+from workstation.settings import get_settings
+
+
+def _image(widget: Any) -> np.ndarray:
+    img = widget.grab().toImage().convertToFormat(QImage.Format.Format_RGB888)
+    ptr = img.constBits()
+    arr = np.frombuffer(ptr, dtype=np.uint8, count=img.sizeInBytes()).reshape(img.height(), img.bytesPerLine())
+    return arr[:, : img.width() * 3].reshape(img.height(), img.width(), 3).copy()
+
+
+def _colourful(rgb: np.ndarray) -> int:
+    """Pixels whose channels differ a lot: overlay colour, not the grey CT or the white/yellow text."""
+    c = rgb.astype(np.int16)
+    spread = c.max(axis=2) - c.min(axis=2)
+    return int((spread > 60).sum())
+
+
+@pytest.fixture
+def window(qtbot: QtBot, monkeypatch: pytest.MonkeyPatch) -> Iterator[MainWindow]:
+    problems: list[tuple[str, str]] = []
+    monkeypatch.setattr(QMessageBox, "warning", staticmethod(lambda _p, title, text: problems.append((title, text))))
+    monkeypatch.setattr(QMessageBox, "critical", staticmethod(lambda _p, title, text: problems.append((title, text))))
+    win = create_main_window(get_settings())
+    win.problems = problems  # type: ignore[attr-defined]
+    qtbot.addWidget(win)
+    win.resize(1500, 950)
+    win.show()
+    yield win
+    win.close()
+    # no thread outlives the window: AI worker, loader pool, import pool, thumbnails
+    assert not win.session.worker.is_running()
+    assert win.pool.activeThreadCount() == 0
+    assert not win.session.loader.loading
+    leaked = [w for w in QApplication.topLevelWidgets() if w.isVisible()]
+    assert not leaked, f"top-level widgets left open: {leaked}"
+
+
+def _import_and_open(qtbot: QtBot, win: MainWindow, folder: Path) -> int:
+    with qtbot.waitSignal(win.import_finished, timeout=60_000) as blocker:
+        win.start_import([folder])
+    (study_id,) = blocker.args[0].study_ids
+    with qtbot.waitSignal(win.session.seriesOpened, timeout=60_000) as opened:
+        assert win.open_study(study_id)
+    return int(opened.args[0])
+
+
+def test_read_a_real_ct_run_ai_and_follow_a_finding(qtbot: QtBot, window: MainWindow, shared_data: Path) -> None:
+    series_id = _import_and_open(qtbot, window, shared_data / "ct_abdomen_totalseg" / "example_ct_dicom")
+    viewer = window.viewer
+    assert viewer.volume() is not None and viewer.volume().shape == (20, 512, 512)
+    assert window.session.volume() is viewer.volume()
+    # scroll: a wheel step on the axial view moves one image
+    axial = viewer.view("axial")
+    before = viewer.slice_index("axial")
+    centre = QPointF(axial.width() / 2, axial.height() / 2)
+    wheel = QWheelEvent(centre, axial.mapToGlobal(centre), QPoint(0, 0), QPoint(0, -120), Qt.MouseButton.NoButton,
+                        Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
+    QApplication.sendEvent(axial, wheel)
+    assert viewer.slice_index("axial") != before
+    # window/level: the bone preset (key 4) changes the window and what is drawn
+    plain = _image(axial)
+    axial.setFocus()
+    qtbot.keyClick(axial, Qt.Key.Key_4)
+    assert viewer.window_level()[0] == pytest.approx(2000)
+    assert np.abs(_image(axial).astype(int) - plain.astype(int)).mean() > 2
+    # run the built-in analysis through the real worker thread
+    grey = _colourful(_image(axial))
+    assert window.analysis_bar.current_model_id() == "builtin.ct"
+    with qtbot.waitSignal(window.session.resultShown, timeout=120_000) as shown:
+        qtbot.mouseClick(window.analysis_bar.run_button, Qt.MouseButton.LeftButton)
+    assert shown.args == [series_id]
+    assert window.browser.ai_status(series_id).value == "done"
+    qtbot.wait(50)
+    assert _colourful(_image(axial)) > grey + 2000, "the label map is drawn over the axial view"
+    assert window.findings.row_count() > 5
+    # a finding row moves every view to it
+    panel = window.findings
+    row = next(r for r in range(panel.proxy.rowCount()) if panel.proxy.index(r, 0).data() == "Muscle")
+    index = panel.proxy.index(row, 0)
+    panel.table.scrollTo(index)
+    window.tabs.setCurrentWidget(panel)
+    with qtbot.waitSignal(panel.findingSelected, timeout=2000) as picked:
+        qtbot.mouseClick(panel.table.viewport(), Qt.MouseButton.LeftButton, pos=panel.table.visualRect(index).center())
+    target = picked.args[0]
+    assert tuple(viewer.current_index()) == tuple(target.voxel)
+    assert viewer.slice_index("axial") != -1
+    assert not window.problems  # type: ignore[attr-defined]
+
+
+def test_cancel_a_run_and_quit_during_another(qtbot: QtBot, window: MainWindow, tmp_path: Path) -> None:
+    from workstation.demo import generate_demo_study
+
+    generate_demo_study(tmp_path / "demo", shape=(120, 256, 256))
+    series_id = _import_and_open(qtbot, window, tmp_path / "demo")
+    with qtbot.waitSignal(window.session.worker.cancelled, timeout=30_000):
+        window.session.run_ai("builtin.ct")
+        qtbot.wait(300)
+        qtbot.mouseClick(window.analysis_bar.cancel_button, Qt.MouseButton.LeftButton)
+    assert window.browser.ai_status(series_id).value == "none"
+    assert window.viewer.volume() is not None and window.findings.row_count() == 0
+    # start again and close the window while it runs: close cancels and joins (checked by the fixture)
+    window.session.run_ai("builtin.ct")
+    qtbot.wait(200)
+    assert window.session.worker.is_busy()
+
+
+def test_a_series_that_cannot_form_a_volume_is_a_clear_message(qtbot: QtBot, window: MainWindow,
+                                                               tmp_path: Path) -> None:
+    f.ct_series(tmp_path / "good", 6, series_number=3)
+    _import_and_open(qtbot, window, tmp_path / "good")
+    # the files vanish between import and opening (a CD taken out): the loader says which file and why
+    sid = window.session.current.series_id if window.session.current else -1
+    for p in (tmp_path / "good").rglob("*.dcm"):
+        p.unlink()
+    with qtbot.waitSignal(window.session.problem, timeout=30_000) as problem:
+        window.session.open_series(sid)
+    title, text = problem.args
+    assert "could not be opened" in title.lower() and ".dcm" in text
+    # the window keeps working: the AI bar is idle and another series still opens
+    f.ct_series(tmp_path / "other", 5, series_number=4)
+    _import_and_open(qtbot, window, tmp_path / "other")
+    assert window.viewer.volume().shape[0] == 5
+
+
+def test_pacs_dialog_opens_from_the_file_menu_without_a_configured_node(qtbot: QtBot, window: MainWindow) -> None:
+    action = next(a for a in window.menuBar().actions()[0].menu().actions() if "PACS" in a.text())
+    action.trigger()
+    from workstation.qt.pacs_dialog import PacsDialog
+
+    dialogs = [w for w in QApplication.topLevelWidgets() if isinstance(w, PacsDialog) and w.isVisible()]
+    assert len(dialogs) == 1
+    dialogs[0].close()
+    qtbot.waitUntil(lambda: not any(isinstance(w, PacsDialog) and w.isVisible()
+                                    for w in QApplication.topLevelWidgets()), timeout=5000)
+    assert not window.problems  # type: ignore[attr-defined]
