@@ -1,0 +1,42 @@
+"""Report drafting and the grounding check (no torch or transformers at import).
+
+- ``ReportInputs``: de-identified notes, technique facts, measured findings, comparison.
+- ``TemplateDrafter`` (deterministic) and ``TransformersDrafter`` (a local causal LM,
+  offline, streamed, cancellable), both returning a ``ReportDraft``; ``make_drafter``
+  picks one.
+- ``check_draft``: every number, side and structure of a draft against the findings
+  and notes, sentence by sentence, with links to the findings for navigation.
+"""
+
+from inference.report.draft import SECTIONS, ReportDraft
+from inference.report.drafting import Drafter, make_drafter
+from inference.report.facts import FindingLink
+from inference.report.grounding import GroundingReport, SentenceCheck, check_draft, check_sentence
+from inference.report.inputs import ClinicalNote, ReportInputs, TechniqueFacts, scrub_identifiers
+from inference.report.llm import Generation, TransformersDrafter, check_model_folder
+from inference.report.prompt import SYSTEM_PROMPT, build_messages
+from inference.report.sentences import split_sentences
+from inference.report.template import TemplateDrafter
+
+__all__ = [
+    "SECTIONS",
+    "SYSTEM_PROMPT",
+    "ClinicalNote",
+    "Drafter",
+    "FindingLink",
+    "Generation",
+    "GroundingReport",
+    "ReportDraft",
+    "ReportInputs",
+    "SentenceCheck",
+    "TechniqueFacts",
+    "TemplateDrafter",
+    "TransformersDrafter",
+    "build_messages",
+    "check_draft",
+    "check_model_folder",
+    "check_sentence",
+    "make_drafter",
+    "scrub_identifiers",
+    "split_sentences",
+]
