@@ -92,6 +92,7 @@ case "$MODE" in
     fi ;;
   test)
     install_system_packages
+    bash scripts/install_pacs_tools.sh
     install_python "test"
     shift || true
     run_tests "$@" ;;
