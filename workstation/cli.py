@@ -17,6 +17,7 @@ from typing import Any
 
 from inference.errors import WorkstationError
 from workstation.logs import configure_logging
+from workstation.pacs import cli as pacs_cli
 from workstation.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,20 @@ def _parser() -> argparse.ArgumentParser:
     an.add_argument("--model", default="builtin.ct", help="model id (see 'workstation models list')")
     an.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     an.add_argument("--out", type=Path, required=True, help="folder for labels.nii.gz, findings.json, montage.png")
+    rep = sub.add_parser("report", help="analyse (or reuse the analysis) and draft an unsigned report with exports")
+    rep.add_argument("target", help="study:ID, StudyInstanceUID, series id/key/UID, or a folder")
+    rep.add_argument("--out", type=Path, required=True,
+                     help="folder for report.txt, report.json, report.pdf, seg.dcm, the SRs and the analysis")
+    rep.add_argument("--llm", type=Path, default=None,
+                     help="local language model folder (default: the settings' one; none: the template drafter)")
+    rep.add_argument("--model", default="builtin.ct", help="analysis model id (see 'workstation models list')")
+    rep.add_argument("--device", default=None, choices=["auto", "cpu", "cuda", "mps"],
+                     help="where the analysis and the language model run (default: the settings' device)")
+    rep.add_argument("--deidentify", action="store_true", help="de-identify the exports (research use)")
+    rep.add_argument("--no-reuse", action="store_true", help="analyse again even if the output folder holds "
+                     "an analysis of the same series and model")
+    rep.add_argument("--max-new-tokens", type=int, default=None, help="limit of the language model's output")
+    rep.add_argument("--json", action="store_true", help="print a machine-readable summary")
     models = sub.add_parser("models", help="list, install or remove models (MONAI bundles)")
     msub = models.add_subparsers(dest="models_command", required=True)
     mlist = msub.add_parser("list", help="built-in and installed models")
@@ -58,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     mrm.add_argument("model_id")
     demo = sub.add_parser("demo", help="generate and import the demo study, then open it")
     demo.add_argument("--no-gui", action="store_true", help="only generate, import and summarise")
+    pacs_cli.add_parser(sub)
     return p
 
 
@@ -177,6 +193,7 @@ class _TerminalProgress:
 def _cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
     from workstation.index import StudyIndex
     from workstation.services.analysis import analyze_source, make_engine, write_outputs
+    from workstation.services.analysis_record import record_analysis
     from workstation.services.studies import resolve_for_analysis
 
     engine = make_engine(settings)
@@ -189,6 +206,7 @@ def _cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         progress.close()
     outputs = write_outputs(result, args.out, source.label)
+    record_analysis(args.out, source, result)  # lets a later `workstation report --out` reuse this analysis
     prov = result.provenance
     print(f"{source.label}: {model.title} on {prov.device_name} in {prov.timings_s.get('total', 0):.1f} s")
     for note in [*result.request.volume.notes, *prov.notes]:
@@ -201,6 +219,80 @@ def _cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
     for caution in result.findings.cautions:
         print(f"  caution: {caution}")
     print(f"wrote {outputs.labelmap}, {outputs.findings}, {outputs.montage} (AI draft, not verified)")
+    return 0
+
+
+class _TokenEcho:
+    """Streams a language model's text to stderr between progress lines."""
+
+    def __init__(self, progress: _TerminalProgress) -> None:
+        self.progress = progress
+        self.open = False
+
+    def __call__(self, text: str) -> None:
+        if not self.open:
+            sys.stderr.write("\n" if self.progress.tty else "")
+            self.open = True
+        sys.stderr.write(text)
+        sys.stderr.flush()
+
+    def end(self) -> None:
+        """End the streamed text with a line break."""
+        if self.open:
+            sys.stderr.write("\n")
+            self.open = False
+
+    def report(self, fraction: float, stage: str) -> None:
+        """A progress report: ends the streamed text first."""
+        self.end()
+        self.progress(fraction, stage)
+
+
+def _cmd_report(args: argparse.Namespace, settings: Settings) -> int:
+    from workstation.services.reporting import DRAFT_STATUS, configured_llm_dir, run_report
+
+    progress = _TerminalProgress()
+    echo = _TokenEcho(progress)
+    llm = args.llm if args.llm is not None else configured_llm_dir(settings)
+    try:
+        res = run_report(settings, args.target, args.out, llm_dir=llm, model_id=args.model,
+                         device=args.device or settings.device, reuse=not args.no_reuse, progress=echo.report,
+                         on_token=echo if llm is not None and not args.json else None,
+                         deidentify=args.deidentify, max_new_tokens=args.max_new_tokens)
+    finally:
+        echo.end()
+        progress.close()
+    invalid = [v for v in res.validation.values() if v.errors]
+    if args.json:
+        _print_json(res.to_dict())
+        return 1 if invalid else 0
+    banner = f"*** {DRAFT_STATUS}: AI-generated, not verified by a radiologist ***"
+    print(banner)
+    print(res.document.text())
+    checks = res.grounding.sentences
+    if res.flagged:
+        print(f"grounding check: {len(res.flagged)} of {len(checks)} sentences flagged (not supported by the "
+              "measured findings or the notes):")
+        for check in res.flagged:
+            print(f"  [{check.section}] {check.text}")
+            for reason in check.reasons:
+                print(f"      - {reason}")
+    else:
+        print(f"grounding check: all {len(checks)} sentences agree with the measured findings and the notes")
+    for note in res.notes:
+        print(f"  note: {note}")
+    print(f"analysis: {res.inputs.analysis} ({'reused from the output folder' if res.reused_analysis else 'run'})")
+    print(f"wrote to {res.out_dir}: {', '.join(p.name for p in res.files.values())}")
+    if res.autosave is not None:
+        print(f"draft saved for the editor: {res.autosave}")
+    for v in res.validation.values():
+        print(f"  dciodvfy {v.summary()}")
+        for line in v.errors[:5]:
+            print(f"      {line}")
+    print(banner)
+    if invalid:
+        print(f"workstation: {', '.join(v.path.name for v in invalid)} failed DICOM validation", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -254,6 +346,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {
         "import": _cmd_import, "list": _cmd_list, "convert": _cmd_convert,
         "qa": _cmd_qa, "demo": _cmd_demo, "analyze": _cmd_analyze, "models": _cmd_models,
+        "report": _cmd_report,
+        "pacs": pacs_cli.run,
     }
     try:
         if args.command in handlers:

@@ -1,0 +1,397 @@
+"""The headless report pipeline: analysis (or a recorded one reused), draft, grounding check, document, exports.
+
+``run_report`` is what ``workstation report`` and the frozen app's self-test
+run; the GUI uses the pieces (``report_inputs``, ``draft_report``,
+``build_document``) on its worker thread. Steps:
+
+1. resolve the study or series as ``analyze`` does, and check the language
+   model folder first, so a bad ``--llm`` fails before minutes of analysis;
+2. analyse, or reuse the analysis recorded in the output folder
+   (``workstation.services.analysis_record``: same series, model, files, grid);
+3. gather the drafter's inputs: the study's notes from the index, with the
+   patient's own name, ID and birth date removed from them (on top of the
+   drafting package's generic scrub), technique facts from the volume, and
+   the measured findings;
+4. draft (a local language model when one is configured, else the template),
+   check every sentence against the findings and notes, and build an
+   unsigned ``ReportDocument`` with the flags and finding links;
+5. autosave it (never over a draft a radiologist has touched), and write
+   ``report.txt``, ``report.json`` (document + grounding), the draft PDF,
+   SEG, measurement SR and draft report SR, each DICOM object checked with
+   ``dciodvfy`` when installed.
+
+Nothing here imports torch at module level, nor logs patient data or note text.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from inference.cancel import CancelledError, CancelToken
+from inference.contract import AnalysisRequest, AnalysisResult, ProgressCallback, no_progress
+from inference.engine import BUILTIN_CT
+from inference.report import (
+    SECTIONS,
+    ClinicalNote,
+    Drafter,
+    GroundingReport,
+    ReportDraft,
+    ReportInputs,
+    SentenceCheck,
+    TechniqueFacts,
+    check_draft,
+    make_drafter,
+)
+from inference.volume import Volume
+from workstation.dicomio.headers import InstanceHeader
+from workstation.dicomio.series import study_key
+from workstation.export import ExportError, ExportOptions, ValidationResult, export_study
+from workstation.export.deid import Deidentifier
+from workstation.export.files import safe_target, write_atomic
+from workstation.index.db import StudyIndex
+from workstation.report import AutosaveStore, DraftSource, Provenance, ReportDocument, ReportError
+from workstation.services.analysis import make_engine, write_outputs
+from workstation.services.analysis_record import (
+    FINDINGS_FILE,
+    LABELS_FILE,
+    RECORD_FILE,
+    load_recorded_analysis,
+    record_analysis,
+)
+from workstation.services.studies import load_series_volumes, resolve_for_analysis
+from workstation.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+TokenCallback = Callable[[str], None]
+REPORT_JSON = "report.json"
+DRAFT_STATUS = "DRAFT - not signed"
+DEFAULT_FORMATS = frozenset({"seg", "sr", "report_sr", "pdf", "txt"})
+_ANALYSIS_END, _DRAFT_END = 0.6, 0.9
+_REMOVED = "[removed]"
+_UNPRINTABLE = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x9f\ufffd]")
+
+
+@dataclass
+class ReportRunResult:
+    """What ``run_report`` made: the unsigned document, its draft and check, the files written and their checks."""
+
+    out_dir: Path
+    study_key: str
+    series_label: str
+    inputs: ReportInputs
+    draft: ReportDraft
+    grounding: GroundingReport
+    document: ReportDocument
+    files: dict[str, Path] = field(default_factory=dict)
+    validation: dict[str, ValidationResult] = field(default_factory=dict)
+    reused_analysis: bool = False
+    autosave: Path | None = None
+    deidentified: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def flagged(self) -> list[SentenceCheck]:
+        """Sentences the grounding check flagged, with their reasons."""
+        return self.grounding.flagged
+
+    @property
+    def valid(self) -> bool:
+        """No ``dciodvfy`` errors in any DICOM object written (objects not validated count as fine)."""
+        return all(not v.errors for v in self.validation.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (``--json``); without the study key and source label when de-identified."""
+        out: dict[str, Any] = {
+            "status": DRAFT_STATUS, "text": self.document.text(),
+            "drafter": self.draft.metadata.get("drafter", ""), "source": self.document.source.to_dict(),
+            "grounding": {"ok": self.grounding.ok, "sentences": len(self.grounding.sentences),
+                          "flagged": [{"section": c.section, "text": c.text, "reasons": list(c.reasons)}
+                                      for c in self.flagged]},
+            "reused_analysis": self.reused_analysis,
+            "files": {k: str(v) for k, v in self.files.items()},
+            "validation": {k: {"available": v.available, "errors": list(v.errors), "warnings": len(v.warnings)}
+                           for k, v in self.validation.items()},
+            "autosave": str(self.autosave) if self.autosave else None, "notes": list(self.notes),
+        }
+        if not self.deidentified:
+            out.update({"study_key": self.study_key, "series": self.series_label})
+        return out
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def configured_llm_dir(settings: Settings) -> Path | None:
+    """The language model folder of the settings (``llm_dir``), if the settings have one and it is set."""
+    value = getattr(settings, "llm_dir", None)
+    return Path(value) if value else None
+
+
+def _identifiers(patient_name: str, patient_id: str, birth_date: str) -> list[str]:
+    """Patterns of the patient's own identifiers: name parts, the ID, the birth date as commonly written."""
+    out = [re.escape(patient_id.strip())] if len(patient_id.strip()) >= 2 else []
+    parts = [p for p in re.split(r"[\^\s,]+", patient_name) if len(p) >= 2]
+    # a name part is matched where capitalised (as names are written), so "demo patient" survives "Demo^Phantom"
+    out += [f"(?-i:[{re.escape(p[0].upper())}]){re.escape(p[1:])}" for p in parts]
+    d = birth_date.strip()
+    if len(d) == 8 and d.isdigit():
+        y, m, dd = d[:4], d[4:6], d[6:]
+        out += [re.escape(x) for x in (d, f"{y}-{m}-{dd}", f"{dd}/{m}/{y}", f"{m}/{dd}/{y}", f"{dd}.{m}.{y}")]
+    return sorted(out, key=len, reverse=True)
+
+
+def remove_identifiers(text: str, patterns: Sequence[str]) -> str:
+    """``text`` with each identifier pattern (whole words, case-insensitive) replaced by ``[removed]``."""
+    for pattern in patterns:
+        text = re.sub(rf"(?i)(?<![A-Za-z0-9]){pattern}(?![A-Za-z0-9])", _REMOVED, text)
+    return text
+
+
+def _note_source(source: str, kind: str, number: int) -> str:
+    """A note's source as the drafter sees it: the DICOM field, or the kind and number (never a path)."""
+    if source.startswith("DICOM "):
+        return source
+    return f"{kind or 'note'} {number}"
+
+
+def report_inputs(index: StudyIndex | None, study_id: int | None, result: AnalysisResult, volume: Volume, *,
+                  headers: Sequence[InstanceHeader] = ()) -> ReportInputs:
+    """The drafter's inputs: the study's notes (de-identified), technique facts and the measured findings.
+
+    Notes come from the index (``study_id``); for a series not in the index,
+    from ``headers`` (their DICOM text fields and text files beside them).
+    Each note's text has the patient's name parts, ID and birth date removed;
+    sources are DICOM field names or "text file N", never file paths.
+    """
+    study = index.study(study_id) if index is not None and study_id is not None else None
+    first = headers[0] if headers else None
+    if study is not None and index is not None and study_id is not None:
+        rows = index.notes(study_id)
+        patterns = _identifiers(study.get("patient_name") or "", study.get("patient_id") or "",
+                                study.get("birth_date") or "")
+        description = study.get("description") or ""
+    else:
+        rows = _notes_of_files(headers)
+        patterns = _identifiers(first.patient_name, first.patient_id, first.patient_birth_date) if first else []
+        description = first.study_description if first else ""
+    notes = tuple(ClinicalNote(_note_source(str(r["source"]), str(r.get("kind", "")), i),
+                               remove_identifiers(str(r["text"]), patterns)) for i, r in enumerate(rows, start=1))
+    prov = result.provenance
+    technique = TechniqueFacts.from_metadata(volume.modality, volume.metadata,
+                                             remove_identifiers(description, patterns))
+    return ReportInputs(findings=result.findings, technique=technique, notes=notes, label_table=result.label_table,
+                        analysis=f"{prov.model_id} {prov.model_version}".strip())
+
+
+def _notes_of_files(headers: Sequence[InstanceHeader]) -> list[dict[str, Any]]:
+    from workstation.notes import notes_from_folders, notes_from_headers
+
+    found = [*notes_from_headers(headers), *notes_from_folders(h.ref for h in headers)]
+    return [{"source": n.source, "kind": n.kind, "text": n.text} for n in found]
+
+
+# ----------------------------------------------------------------------------- draft and document
+
+
+def draft_report(inputs: ReportInputs, llm_dir: Path | None, device: str = "auto",
+                 on_token: TokenCallback | None = None, cancel: CancelToken | None = None, *,
+                 max_new_tokens: int | None = None) -> tuple[ReportDraft, GroundingReport]:
+    """Draft with the language model in ``llm_dir`` (the template when None), then check every sentence.
+
+    A folder that is not a usable model raises ``ModelError`` naming it and
+    what it lacks. A cancelled draft comes back marked ``cancelled`` in its metadata.
+    """
+    return _draft(make_drafter(llm_dir, device, max_new_tokens), inputs, on_token, cancel)
+
+
+def clean_draft(draft: ReportDraft) -> ReportDraft:
+    """The draft without control characters or U+FFFD (undecodable bytes a model can emit), spaces normalised.
+
+    Such characters mean nothing in a report and make DICOM text values
+    invalid; the model's raw output stays in the metadata (``raw_text``).
+    """
+    sections = {s: [" ".join(_UNPRINTABLE.sub("", t).split()) for t in draft[s]] for s in SECTIONS}
+    return ReportDraft(sections, dict(draft.metadata))
+
+
+def _draft(drafter: Drafter, inputs: ReportInputs, on_token: TokenCallback | None,
+           cancel: CancelToken | None, progress: ProgressCallback = no_progress) -> tuple[ReportDraft, GroundingReport]:
+    draft = clean_draft(drafter.draft(inputs, on_token=on_token, cancel=cancel))
+    progress(_DRAFT_END - 0.02, "checking the draft against the findings and notes")
+    return draft, check_draft(draft, inputs)
+
+
+def build_document(study_key: str, draft: ReportDraft, grounding: GroundingReport, result: AnalysisResult, *,
+                   study_description: str = "", series_uid: str = "") -> ReportDocument:
+    """An unsigned document of the draft's sentences ("AI (unreviewed)"), each with its check's flags and links.
+
+    Sentences are addressed as the check addresses them, (section, index); a
+    mismatch between the two raises ``ReportError`` rather than losing a flag.
+    """
+    prov = result.provenance
+    source = DraftSource.from_metadata(draft.metadata, prov.model_id, prov.model_version)
+    doc = ReportDocument.from_draft(study_key, [(s, draft[s]) for s in SECTIONS], source,
+                                    study_description=study_description, series_uid=series_uid)
+    for check in grounding.sentences:
+        if not check.reasons and not check.links:
+            continue
+        sentence = doc.sentence_at(check.section, check.index)
+        if sentence.text != check.text.strip():
+            raise ReportError(f"grounding check and document disagree on sentence {check.index} of {check.section}")
+        doc.apply_grounding(sentence.id, check.reasons, [link.key for link in check.links])
+    return doc
+
+
+def _autosave(doc: ReportDocument, settings: Settings, notes: list[str]) -> Path | None:
+    """Save the draft for the editor, unless the saved one holds a radiologist's work (then keep that)."""
+    store = AutosaveStore(settings=settings)
+    saved = store.load(doc.study_key)
+    if saved is not None and (saved.signed or any(s.provenance is not Provenance.AI for _, s in saved.sentences())):
+        notes.append("the saved report of this study has a radiologist's changes or signature and was left as it "
+                     "is; this draft is in report.json")
+        return None
+    return store.save(doc)
+
+
+# ----------------------------------------------------------------------------- the pipeline
+
+
+def _scaled(progress: ProgressCallback, start: float, end: float) -> ProgressCallback:
+    """The analysis' progress as a part of the whole run (its "done" is not the run's)."""
+    def report(fraction: float, stage: str) -> None:
+        progress(start + (end - start) * fraction, "analysis done" if stage == "done" else stage)
+
+    return report
+
+
+def _check_out_dir(out: Path, headers: Sequence[InstanceHeader]) -> None:
+    """Refuse a folder holding source files, at any depth: they are never written beside, and a report.txt
+    there would come back as a "clinical note" of the study on its next import."""
+    for folder in {Path(h.file_ref.path).absolute().parent for h in headers}:
+        if folder == out or out in folder.parents:
+            raise ExportError(f"{out}: holds source files of the study; write the report to another folder")
+
+
+def _study_id(index: StudyIndex, header: InstanceHeader) -> int | None:
+    key = study_key(header)
+    return next((int(s["id"]) for s in index.studies() if s["study_key"] == key), None)
+
+
+def run_report(settings: Settings, target: str, out_dir: Path, *, llm_dir: Path | None = None,
+               model_id: str = BUILTIN_CT, device: str = "auto", reuse: bool = True,
+               progress: ProgressCallback = no_progress, cancel: CancelToken | None = None,
+               on_token: TokenCallback | None = None, export_formats: Iterable[str] = DEFAULT_FORMATS,
+               deidentify: bool = False, max_new_tokens: int | None = None) -> ReportRunResult:
+    """Analyse (or reuse), draft, check and export the report of a study or series into ``out_dir``.
+
+    ``target`` is what ``analyze`` takes (``study:ID``, a UID, a series id, a
+    folder). ``llm_dir`` overrides the settings' language model folder; with
+    neither, the template drafter writes. ``report.txt`` and ``report.json``
+    are always written; ``export_formats`` picks among SEG, SRs, PDF and NIfTI.
+    Errors are ``WorkstationError``s naming what failed; a cancel raises ``CancelledError``.
+    """
+    cancel = cancel or CancelToken()
+    out = Path(out_dir).expanduser().absolute()
+    folder = llm_dir if llm_dir is not None else configured_llm_dir(settings)
+    drafter = make_drafter(folder, device, max_new_tokens)  # a bad model folder fails here, before the analysis
+    engine = make_engine(settings)
+    model = engine.get(model_id)
+    with StudyIndex(settings.db_path) as index:
+        source = resolve_for_analysis(target, index, tuple(model.modalities))
+        study_id = _study_id(index, source.headers[0])
+    _check_out_dir(out, source.headers)
+    notes: list[str] = []
+    progress(0.0, "loading series")
+    loaded = load_series_volumes(source)
+    volume = loaded.volumes[0]
+    if len(loaded.volumes) > 1:
+        notes.append(f"series holds {len(loaded.volumes)} volumes (time points/echoes); analysed the first")
+    result = load_recorded_analysis(out, source, model.id, model.version, volume) if reuse else None
+    reused = result is not None
+    if result is None:
+        result = engine.run(AnalysisRequest(volume, model_id, device), _scaled(progress, 0.02, _ANALYSIS_END), cancel)
+        out.mkdir(parents=True, exist_ok=True)
+        write_outputs(result, out, f"series #{source.headers[0].series_number}" if deidentify else source.label)
+        record_analysis(out, source, result)
+    else:
+        progress(_ANALYSIS_END, "reusing the analysis in the output folder")
+    cancel.raise_if_cancelled()
+    with StudyIndex(settings.db_path) as index:
+        inputs = report_inputs(index, study_id, result, volume, headers=source.headers)
+    progress(_ANALYSIS_END, f"drafting ({'language model ' + folder.name if folder else 'template'})")
+    draft, grounding = _draft(drafter, inputs, on_token, cancel, progress)
+    if draft.metadata.get("cancelled") or cancel.cancelled:
+        raise CancelledError("report drafting cancelled")
+    first = source.headers[0]
+    doc = build_document(study_key(first), draft, grounding, result,
+                         study_description=inputs.technique.study_description, series_uid=first.series_uid)
+    autosave = _autosave(doc, settings, notes)
+    progress(_DRAFT_END, "exporting report, SEG and SR")
+    options = ExportOptions(formats=frozenset(export_formats) | {"txt"}, deidentify=deidentify)
+    exported = export_study(result, source.headers, out, report=doc, options=options)
+    files = {**_analysis_files(out), **exported.files, "json": out / REPORT_JSON}
+    run = ReportRunResult(out, doc.study_key, source.label, inputs, draft, grounding, doc, files,
+                          dict(exported.validation), reused, autosave, deidentify,
+                          [*notes, *exported.notes, *result.provenance.notes])
+    _write_report_json(run, source.headers, exported.salt)
+    progress(1.0, "done")
+    logger.info("report drafted (%s): %d sentences, %d flagged, analysis %s", draft.metadata.get("drafter", "?"),
+                len(grounding.sentences), len(grounding.flagged), "reused" if reused else "run")
+    return run
+
+
+def _analysis_files(out: Path) -> dict[str, Path]:
+    names = {"labels": LABELS_FILE, "findings": FINDINGS_FILE, "montage": "montage.png", "analysis_record": RECORD_FILE}
+    return {k: out / name for k, name in names.items() if (out / name).is_file()}
+
+
+def _write_report_json(run: ReportRunResult, headers: Sequence[InstanceHeader], salt: str | None) -> Path:
+    """``report.json``: the document, the grounding check, the draft's metadata, exports and validation.
+
+    De-identified, the study and series UIDs are replaced as in the DICOM
+    exports (same salt) and the source label is left out.
+    """
+    document = run.document.to_dict()
+    meta = dict(run.draft.metadata)
+    data: dict[str, Any] = {
+        "status": DRAFT_STATUS, "document": document, "grounding": run.grounding.to_dict(), "draft": meta,
+        "analysis": {"model_id": run.inputs.analysis, "reused": run.reused_analysis,
+                     **({} if run.deidentified else {"series": run.series_label})},
+        "files": {k: v.name for k, v in run.files.items()},
+        "validation": {k: {"available": v.available, "errors": v.errors, "warnings": v.warnings, "iod": v.iod}
+                       for k, v in run.validation.items()},
+        "notes": run.notes,
+    }
+    if run.deidentified:
+        deid = Deidentifier(salt)
+        document["study_key"] = deid.uid(document["study_key"])
+        document["series_uid"] = deid.uid(document["series_uid"])
+        first = headers[0]
+        deid.learn(first.patient_name, first.patient_id, first.accession, first.patient_birth_date)
+        data = _scrub_values(data, deid)
+    target = safe_target(run.out_dir / REPORT_JSON, [h.file_ref.path for h in headers])
+    payload = json.dumps(data, indent=1, ensure_ascii=False, default=str).encode("utf-8")
+    return write_atomic(target, lambda tmp: tmp.write_bytes(payload))
+
+
+def _scrub_values(value: Any, deid: Deidentifier) -> Any:
+    """Every string in a JSON-ready structure with the known identifiers removed (keys kept)."""
+    if isinstance(value, str):
+        return deid.scrub(value)
+    if isinstance(value, dict):
+        return {k: _scrub_values(v, deid) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub_values(v, deid) for v in value]
+    return value
+
+
+def validation_lines(validation: Mapping[str, ValidationResult]) -> list[str]:
+    """One line per validated object (for the terminal)."""
+    return [v.summary() for v in validation.values()]
