@@ -105,7 +105,7 @@ class MainWindow(QMainWindow):
             self.tabs.addTab(widget, title)
         left = self._dock(self.browser, "Studies", "StudiesDock", Qt.DockWidgetArea.LeftDockWidgetArea)
         right = self._dock(self.tabs, "Findings and notes", "PanelsDock", Qt.DockWidgetArea.RightDockWidgetArea)
-        self.resizeDocks([left, right], [340, 470], Qt.Orientation.Horizontal)
+        self.resizeDocks([left, right], [450, 470], Qt.Orientation.Horizontal)
         self.analysis_bar = AnalysisBar(settings.models_path)
         self.session = ReadingSession(settings, self.browser, self.viewer, self.findings, self.notes,
                                       self.analysis_bar, self)
