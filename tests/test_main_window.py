@@ -96,6 +96,10 @@ def test_read_a_real_ct_run_ai_and_follow_a_finding(qtbot: QtBot, window: MainWi
     qtbot.wait(50)
     assert _colourful(_image(axial)) > grey + 2000, "the label map is drawn over the axial view"
     assert window.findings.row_count() > 5
+    # the report panel drafts the study's report from the result (template drafter: no LLM configured)
+    qtbot.waitUntil(lambda: window.report.state == "editing", timeout=60_000)
+    doc = window.report.document
+    assert doc is not None and not doc.signed and "mL" in doc.text()
     # a finding row moves every view to it
     panel = window.findings
     row = next(r for r in range(panel.proxy.rowCount()) if panel.proxy.index(r, 0).data() == "Muscle")

@@ -31,7 +31,15 @@ from inference.errors import WorkstationError
 from workstation.qt.browser import StudyBrowser, local_paths
 from workstation.qt.panels import AnalysisBar, FindingsPanel, NotesPanel
 from workstation.qt.reading import ReadingSession
+from workstation.qt.report import (
+    ReportPanel,
+    context_for_series,
+    offer_recovery,
+    study_id_of_key,
+    study_key_of_series,
+)
 from workstation.qt.viewer import MprViewer, OverlayPanel
+from workstation.report import AutosaveStore
 from workstation.settings import Settings, config_dir
 
 logger = logging.getLogger(__name__)
@@ -98,10 +106,12 @@ class MainWindow(QMainWindow):
         self.notes = NotesPanel(settings.db_path)
         self.details = QTextBrowser()
         self.details.setPlaceholderText("Select a series to see its geometry and quality report.")
+        self.report_store = AutosaveStore(settings=settings)
+        self.report = ReportPanel(self.report_store, llm_dir=settings.llm_dir, device=settings.device)
         self.tabs = QTabWidget()
         self.tabs.setObjectName("SidePanels")
-        for widget, title in ((self.findings, "Findings"), (self.overlay, "Overlay"), (self.notes, "Notes"),
-                              (self.details, "Series")):
+        for widget, title in ((self.findings, "Findings"), (self.report, "Report"), (self.overlay, "Overlay"),
+                              (self.notes, "Notes"), (self.details, "Series")):
             self.tabs.addTab(widget, title)
         left = self._dock(self.browser, "Studies", "StudiesDock", Qt.DockWidgetArea.LeftDockWidgetArea)
         right = self._dock(self.tabs, "Findings and notes", "PanelsDock", Qt.DockWidgetArea.RightDockWidgetArea)
@@ -112,6 +122,11 @@ class MainWindow(QMainWindow):
         self.session.message.connect(lambda text: self.statusBar().showMessage(text, 15_000))
         self.session.problem.connect(self._show_problem)
         self.session.resultShown.connect(lambda _sid: self.tabs.setCurrentWidget(self.findings))
+        self.session.resultShown.connect(self._report_for_series)
+        self.session.seriesOpened.connect(self._report_study_opened)
+        self.report.navigateTo.connect(self.session.show_finding)
+        self.report.message.connect(lambda text: self.statusBar().showMessage(text, 15_000))
+        self._recovery_offered = False
         self.device_label = QLabel("AI device: starting…")
         self.device_label.setObjectName("DeviceLabel")
         self.statusBar().addPermanentWidget(self.device_label)
@@ -209,6 +224,38 @@ class MainWindow(QMainWindow):
         super().showEvent(event)
         if not self.session.worker.is_running():
             QTimer.singleShot(WORKER_WARMUP_MS, self._warm_worker)
+        if not self._recovery_offered:
+            QTimer.singleShot(0, self._offer_report_recovery)
+
+    def _report_for_series(self, series_id: int) -> None:
+        """An AI result is on screen: draft its study's report (or reopen the saved one)."""
+        result, volume = self.session.result(series_id), self.session.volume()
+        if result is None or volume is None:
+            return
+        try:
+            ctx = context_for_series(self.settings.db_path, series_id, result, volume)
+        except (WorkstationError, OSError) as exc:
+            self.statusBar().showMessage(f"The report cannot be drafted: {exc}", 15_000)
+            return
+        self.report.set_context(ctx)
+
+    def _report_study_opened(self, series_id: int) -> None:
+        """Another series is open: the report panel follows its study (saves and puts away another's)."""
+        self.report.set_study(study_key_of_series(self.settings.db_path, series_id))
+
+    def _offer_report_recovery(self) -> None:
+        """Once, on start: offer back the reports left unfinished (e.g. after a crash), reopen the first's study."""
+        if self._recovery_offered or self._closed:
+            return
+        self._recovery_offered = True
+        docs = offer_recovery(self, self.report_store)
+        if not docs:
+            return
+        self.report.show_document(docs[0])
+        self.tabs.setCurrentWidget(self.report)
+        study_id = study_id_of_key(self.settings.db_path, docs[0].study_key)
+        if study_id is not None:
+            self.open_study(study_id)
 
     def _warm_worker(self) -> None:
         if not self._closed and not self.session.worker.is_running():
@@ -339,6 +386,7 @@ class MainWindow(QMainWindow):
         """Save notes and the layout, cancel and join the AI run and loads, wait for imports."""
         self._closed = True
         self._save_state()
+        self.report.shutdown()
         self.session.shutdown()
         self.browser.shutdown()
         self.pool.waitForDone()

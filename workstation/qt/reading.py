@@ -108,6 +108,10 @@ class ReadingSession(QObject):
         best = max(rows, key=lambda r: int(r.summary.get("instances") or 0))
         return self.open_series(best.id)
 
+    def result(self, series_id: int) -> Any:
+        """The latest AI result of a series (None if it has none)."""
+        return self._results.get(series_id)
+
     def volume(self) -> Any:
         """The fully loaded volume of the open series (None while it streams in)."""
         return self._volume

@@ -1,0 +1,382 @@
+"""The report panel on real components: template and tiny-LLM drafts streamed through the drafting thread,
+provenance, flags that block sign-off, sign-off and lock, debounced autosave, navigation, export, shutdown.
+
+The analysis is the real built-in CT model on the demo phantom (60 x 128 x 128);
+the language model is a tiny random Llama saved like a real model folder
+(``tests/llm_factory.py``), so loading, streaming and cancelling are the real code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pytestqt.qtbot import QtBot
+
+from inference.contract import AnalysisRequest
+from inference.engine import Engine
+from tests.llm_factory import build_tiny_llm
+from workstation.demo import generate_demo_study
+from workstation.dicomio.series import study_key
+from workstation.qt.panels.targets import FindingTarget
+from workstation.qt.report import ReportContext, ReportPanel
+from workstation.qt.report.rows import FLAGGED_BG
+from workstation.qt.report.signoff import remembered_name
+from workstation.report import AutosaveStore, Provenance
+from workstation.services.reporting import report_inputs
+from workstation.services.studies import load_series_volumes, resolve_series
+
+READER = "Dr. Ada Reader"
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def demo_context(tmp_path_factory: pytest.TempPathFactory) -> ReportContext:
+    """The demo phantom, loaded from its DICOM files and analysed by the built-in CT model."""
+    folder = tmp_path_factory.mktemp("demo") / "study"
+    generate_demo_study(folder, shape=(60, 128, 128))
+    source = resolve_series(str(folder), None)
+    volume = load_series_volumes(source).volumes[0]
+    result = Engine(None).run(AnalysisRequest(volume, "builtin.ct"))
+    inputs = report_inputs(None, None, result, volume, headers=source.headers)
+    headers = list(source.headers)
+    return ReportContext(study_key(headers[0]), result, inputs, study_description="CT CHEST",
+                         series_uid=headers[0].series_uid, headers=lambda: headers)
+
+
+@pytest.fixture(scope="module")
+def tiny_llm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_llm(tmp_path_factory.mktemp("llm") / "tiny-llama")
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> AutosaveStore:
+    return AutosaveStore(tmp_path / "drafts")
+
+
+@pytest.fixture
+def make_panel(qtbot: QtBot, store: AutosaveStore) -> Iterator[Callable[..., ReportPanel]]:
+    """Panels that are always shut down, and checked to leave no thread running."""
+    made: list[ReportPanel] = []
+
+    def make(**kwargs: Any) -> ReportPanel:
+        kwargs.setdefault("stream_interval_ms", 0)
+        panel = ReportPanel(kwargs.pop("store", store), **kwargs)
+        qtbot.addWidget(panel)
+        panel.resize(520, 900)
+        panel.show()
+        made.append(panel)
+        return panel
+
+    yield make
+    for panel in made:
+        panel.shutdown()
+        assert not panel.worker.is_running(), "the drafting thread outlived its panel"
+        assert not panel.exporter.is_running(), "an export outlived its panel"
+    assert not [t for t in threading.enumerate() if t.name == "llm-generate"], "a generation thread leaked"
+
+
+def draft(qtbot: QtBot, panel: ReportPanel, ctx: ReportContext) -> list[str]:
+    """Draft with the template and wait for the document; the streamed chunks."""
+    chunks: list[str] = []
+    panel.worker.chunk.connect(lambda _g, text: chunks.append(text))
+    with qtbot.waitSignal(panel.worker.finished, timeout=30_000):
+        panel.set_context(ctx)
+        assert panel.state == "streaming"
+        assert panel.stream_view.isReadOnly()
+    assert panel.state == "editing"
+    return chunks
+
+
+def sentence_id(panel: ReportPanel, section: str, index: int) -> str:
+    assert panel.document is not None
+    return panel.document.sentence_at(section, index).id
+
+
+def test_template_draft_streams_in_then_is_an_editable_ai_document(qtbot: QtBot, make_panel: Any,
+                                                                      demo_context: ReportContext,
+                                                                      store: AutosaveStore) -> None:
+    panel = make_panel()
+    chunks = draft(qtbot, panel, demo_context)
+    assert len(chunks) >= 5  # one per section
+    assert "Findings:" in panel.stream_view.toPlainText()
+    doc = panel.document
+    assert doc is not None and doc.study_key == demo_context.study_key
+    sentences = [s for _, s in doc.sentences()]
+    assert len(sentences) > 15
+    assert {s.provenance for s in sentences} == {Provenance.AI}
+    assert set(panel.editor.rows) == {s.id for s in sentences}
+    assert panel.banner.text().startswith("AI DRAFT – not signed")
+    assert "0 of" in panel.banner.text()
+    assert doc.source.drafter.startswith("template")
+    assert store.load(doc.study_key) is not None  # the fresh draft is saved at once
+    # accept one, then every unflagged sentence
+    first = sentence_id(panel, "Findings", 0)
+    panel.accept_sentence(first)
+    assert doc.sentence(first).provenance is Provenance.AI_ACCEPTED
+    assert panel.accept_all_unflagged() == len(sentences) - 1
+    assert not panel.editor.accept_all_button.isEnabled()
+
+
+def test_flagged_sentences_are_highlighted_and_block_sign_off_until_resolved(
+        qtbot: QtBot, make_panel: Any, demo_context: ReportContext) -> None:
+    panel = make_panel()
+    draft(qtbot, panel, demo_context)
+    doc = panel.document
+    assert doc is not None
+    # two crafted sentences the check must flag: an organ never measured, a size no finding has
+    liver = sentence_id(panel, "Findings", 0)
+    panel.edit_sentence(liver, "A 31 mm lesion in the liver.")
+    size = sentence_id(panel, "Impression", 0)
+    original = doc.sentence(size).text
+    panel.edit_sentence(size, "3 lung nodule candidates; the largest measures 48 x 40 mm.")
+    assert doc.sentence(liver).provenance is Provenance.EDITED
+    assert doc.sentence(liver).flags and doc.sentence(size).flags
+    row = panel.editor.rows[liver]
+    assert not row.reasons.isHidden() and "liver" in row.reasons.text()
+    assert FLAGGED_BG in row.styleSheet()
+    assert "liver" in row.toolTip()
+    assert panel.editor.flag_list.count() == 2
+    assert "2 flagged" in panel.banner.text()
+
+    dialog = panel.request_sign_off()
+    assert dialog is not None and dialog.isVisible()
+    assert not dialog.sign_button.isEnabled()
+    listed = [dialog.flag_list.item(i).text() for i in range(dialog.flag_list.count())]
+    assert any("A 31 mm lesion in the liver." in line for line in listed)
+    assert any("48 x 40 mm" in line for line in listed)
+    dialog.name_edit.setText(READER)
+    dialog.confirm.setChecked(True)
+    assert not dialog.try_sign() and "liver" in dialog.refusal_text()
+    dialog.reject()
+    assert not doc.signed
+
+    # resolve one by overriding its flag, the other by editing it back to what was measured
+    panel.acknowledge_sentence(liver, "Seen on the images: known haemangioma")
+    panel.edit_sentence(size, original)
+    assert doc.sentence(size).provenance is Provenance.AI_ACCEPTED and not doc.sentence(size).flags
+    assert not doc.unresolved()
+    assert panel.editor.flag_list.isHidden()
+
+    dialog = panel.request_sign_off()
+    assert dialog is not None
+    dialog.name_edit.setText(READER)
+    assert not dialog.sign_button.isEnabled()  # the confirmation is not ticked yet
+    dialog.confirm.setChecked(True)
+    assert dialog.sign_button.isEnabled()
+    dialog.sign_button.click()
+    assert doc.signed and doc.sign_off is not None
+    assert doc.sign_off.radiologist == READER
+    assert [a.note for a in doc.sign_off.acknowledged_flags] == ["Seen on the images: known haemangioma"]
+    assert panel.state == "signed"
+    assert panel.banner.text().startswith(f"Signed by {READER} on ")
+    assert remembered_name() == READER
+    # locked: no editing controls, edits are ignored, only an addendum can be added
+    row = panel.editor.rows[liver]
+    assert row.edit_button.isHidden() and row.accept_button.isHidden()
+    row.begin_edit()
+    assert not row.editing
+    panel.edit_sentence(liver, "Changed after signing.")
+    assert doc.sentence(liver).text == "A 31 mm lesion in the liver."
+    assert not panel.editor.addendum_button.isHidden() and not panel.editor.export_button.isHidden()
+    assert panel.add_addendum("Comparison with outside CT: stable.", READER)
+    assert doc.addenda[0].author == READER
+
+
+def test_edits_are_autosaved_after_a_debounce(qtbot: QtBot, make_panel: Any, demo_context: ReportContext,
+                                              store: AutosaveStore) -> None:
+    panel = make_panel(autosave_ms=1000)
+    draft(qtbot, panel, demo_context)
+    path = store.path_for(demo_context.study_key)
+    sid = sentence_id(panel, "Findings", 9)
+    panel.edit_sentence(sid, "Caution: emphysema index measured on thick sections.")
+    edited_at = time.monotonic()
+    assert "thick sections" not in path.read_text(encoding="utf-8")  # not yet: the save is debounced
+    with qtbot.waitSignal(panel.saved, timeout=5000):
+        pass
+    assert time.monotonic() - edited_at >= 0.9
+    saved = store.load(demo_context.study_key)
+    assert saved is not None
+    assert saved.sentence(sid).text == "Caution: emphysema index measured on thick sections."
+    assert saved.sentence(sid).provenance is Provenance.EDITED
+    # a second panel (as after a restart) opens the saved draft of the study instead of drafting again
+    again = make_panel()
+    again.set_context(demo_context)
+    assert again.state == "editing" and not again.worker.is_busy()
+    assert again.document is not None and again.document.sentence(sid).text.endswith("thick sections.")
+
+
+def test_clicking_a_sentence_navigates_to_its_finding(qtbot: QtBot, make_panel: Any,
+                                                     demo_context: ReportContext) -> None:
+    panel = make_panel()
+    draft(qtbot, panel, demo_context)
+    sid = sentence_id(panel, "Findings", 3)  # nodule 1
+    row = panel.editor.rows[sid]
+    panel.editor.scroll_area.ensureWidgetVisible(row)  # a click lands on what is on screen
+    qtbot.waitUntil(lambda: not row.visibleRegion().isEmpty())
+    with qtbot.waitSignal(panel.navigateTo) as nav, qtbot.waitSignal(panel.linkActivated) as link:
+        qtbot.mouseClick(row.text, _left())
+    target = nav.args[0]
+    assert isinstance(target, FindingTarget)
+    assert target.kind == "lesion" and target.lesion_number == 1
+    assert link.args[0].key == "lesion:lung_nodule:1"
+    lesion = demo_context.result.findings.lesions[0]
+    assert target.centroid_lps == lesion.centroid_lps
+
+
+def _left() -> Any:
+    from PySide6.QtCore import Qt
+
+    return Qt.MouseButton.LeftButton
+
+
+def test_signed_report_exports_then_finishes_and_drops_its_crash_copy(
+        qtbot: QtBot, make_panel: Any, demo_context: ReportContext, store: AutosaveStore, tmp_path: Path) -> None:
+    panel = make_panel()
+    draft(qtbot, panel, demo_context)
+    assert panel.sign(READER)
+    assert store.load(demo_context.study_key) is not None
+    out = tmp_path / "export"
+    with qtbot.waitSignal(panel.finished, timeout=120_000) as done:
+        assert panel.export_to(out)
+    assert done.args[0].signed
+    assert (out / "report.pdf").is_file() or any(out.glob("*.pdf"))
+    assert store.load(demo_context.study_key) is None
+    qtbot.wait(1300)  # past the autosave debounce: nothing writes the crash copy back
+    assert store.load(demo_context.study_key) is None
+    assert panel.banner.text().endswith("· exported")
+
+
+def test_llm_draft_streams_throttled_and_cancels_promptly(qtbot: QtBot, make_panel: Any, tiny_llm: Path,
+                                                          demo_context: ReportContext) -> None:
+    panel = make_panel(llm_dir=tiny_llm, device="cpu", max_new_tokens=1500, stream_interval_ms=50)
+    times: list[float] = []
+    panel.worker.chunk.connect(lambda _g, _t: times.append(time.monotonic()))
+    panel.set_context(demo_context)
+    assert panel.state == "streaming"
+    qtbot.waitUntil(lambda: len(times) >= 8, timeout=60_000)
+    assert panel.stream_view.toPlainText()
+    rate = (len(times) - 1) / (times[-1] - times[0])
+    assert rate <= 22, f"{rate:.1f} chunk signals a second"
+    t0 = time.monotonic()
+    with qtbot.waitSignal(panel.worker.cancelled, timeout=5000):
+        panel.cancel_button.click()
+    assert time.monotonic() - t0 < 2.0
+    assert panel.state == "idle" and panel.document is None
+    assert not panel.draft_button.isHidden() and not panel.template_button.isHidden()
+    # the template fallback still works on the same thread
+    with qtbot.waitSignal(panel.worker.finished, timeout=30_000):
+        panel.template_button.click()
+    assert panel.state == "editing"
+
+
+def test_shutdown_with_a_draft_running_leaves_no_thread(qtbot: QtBot, make_panel: Any, tiny_llm: Path,
+                                                        demo_context: ReportContext) -> None:
+    panel = make_panel(llm_dir=tiny_llm, device="cpu", max_new_tokens=1500)
+    panel.set_context(demo_context)
+    qtbot.waitUntil(lambda: bool(panel.stream_view.toPlainText()), timeout=60_000)
+    t0 = time.monotonic()
+    panel.shutdown()
+    assert time.monotonic() - t0 < 5.0
+    assert not panel.worker.is_running()
+    assert not [t for t in threading.enumerate() if t.name == "llm-generate"]
+
+
+IMPORT_PROBE = textwrap.dedent("""
+    import json, sys, threading
+    from pathlib import Path
+    first = {}
+
+    def hook(event, args):
+        if event == "import" and args[0] in ("torch", "transformers") and args[0] not in first:
+            first[args[0]] = threading.current_thread() is threading.main_thread()
+
+    sys.addaudithook(hook)
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+    app = QApplication([])
+    from tests.llm_factory import sample_inputs
+    from workstation.qt.report import DraftWorker
+    worker = DraftWorker()
+    outcome = []
+    worker.finished.connect(lambda g, d, r: (outcome.append(d.metadata["drafter"]), app.quit()))
+    worker.failed.connect(lambda g, m: (outcome.append("failed: " + m), app.quit()))
+    worker.chunk.connect(lambda g, t: outcome.append("chunk"))
+    worker.submit(sample_inputs(), Path(sys.argv[1]), "cpu", 16)
+    QTimer.singleShot(120_000, app.quit)
+    app.exec()
+    assert worker.shutdown()
+    print(json.dumps({"imported_on_gui_thread": first, "outcome": outcome}))
+""")
+
+
+def test_torch_and_transformers_are_imported_on_the_drafting_thread_only(tiny_llm: Path) -> None:
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PYTHONPATH": str(REPO)}
+    run = subprocess.run([sys.executable, "-c", IMPORT_PROBE, str(tiny_llm)], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=180, check=True)
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    assert report["outcome"][-1] == "transformers" and "chunk" in report["outcome"]
+    assert report["imported_on_gui_thread"] == {"torch": False, "transformers": False}
+
+
+def test_a_superseded_draft_is_dropped(qtbot: QtBot, demo_context: ReportContext) -> None:
+    from workstation.qt.report import DraftWorker
+
+    worker = DraftWorker(stream_interval_ms=0)
+    try:
+        seen: list[int] = []
+        worker.chunk.connect(lambda gen, _t: seen.append(gen))
+        first = worker.submit(demo_context.inputs)
+        second = worker.submit(demo_context.inputs)
+        with qtbot.waitSignal(worker.finished, timeout=30_000) as done:
+            pass
+        assert done.args[0] == second != first
+        qtbot.wait(200)
+        assert set(seen) <= {second}
+        assert not worker.is_busy()
+    finally:
+        assert worker.shutdown()
+    assert not worker.is_running()
+
+
+def test_context_from_the_index_and_switching_studies(qtbot: QtBot, make_panel: Any, demo_context: ReportContext,
+                                                      store: AutosaveStore) -> None:
+    from workstation.index import StudyIndex, import_paths
+    from workstation.qt.report import context_for_series, study_id_of_key, study_key_of_series
+    from workstation.settings import get_settings
+
+    db = get_settings().db_path
+    assert demo_context.headers is not None
+    folder = Path(demo_context.headers()[0].file_ref.path).parent
+    with StudyIndex(db) as index:
+        import_paths([folder], index)
+        (series,) = [s for s in index.series() if s.kind in ("volume", "multi-volume")]
+    volume = demo_context.result.request.volume
+    ctx = context_for_series(db, series.id, demo_context.result, volume)
+    assert ctx.study_key == demo_context.study_key == study_key_of_series(db, series.id)
+    assert study_id_of_key(db, ctx.study_key) == series.study_id
+    assert ctx.headers is not None and len(ctx.headers()) == 60
+    assert ctx.inputs.notes  # the study's notes, de-identified, from the index
+    panel = make_panel()
+    draft(qtbot, panel, ctx)
+    sid = sentence_id(panel, "Comparison", 0)
+    panel.edit_sentence(sid, "Compared with the CT of last year: no change.")
+    doc = panel.document
+    panel.set_study("another study")  # reading another study puts this report away (saved)
+    assert panel.document is None and panel.state == "idle"
+    saved = store.load(ctx.study_key)
+    assert saved is not None and saved.sentence(sid).text.startswith("Compared with")
+    panel.set_study(ctx.study_key)  # back: the saved report, before the analysis is shown again
+    assert panel.state == "editing" and panel.document is not None and panel.context is None
+    restored = panel.document
+    panel.set_context(ctx)  # the analysis arrives: same document, now with navigation and export
+    assert panel.document is restored is not doc and panel.context is ctx

@@ -1,0 +1,171 @@
+"""Crash recovery with a real killed process: a report panel edits, autosaves, is killed with SIGKILL;
+the next start offers the draft back with the edit.
+
+The child process is the real panel (offscreen Qt) with the real debounced
+autosave; nothing in it knows it is about to be killed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QTimer
+from pytestqt.qtbot import QtBot
+
+from inference.report import SECTIONS, TemplateDrafter
+from tests.llm_factory import sample_inputs
+from workstation.qt.report import RecoveryDialog, ReportPanel, offer_recovery
+from workstation.report import AutosaveStore, DraftSource, Provenance, ReportDocument
+
+REPO = Path(__file__).resolve().parents[1]
+KEY = "1.2.826.0.1.3680043.10.99.1"
+EDIT = "Edited before the crash: lung volumes as measured, no effusion."
+
+CHILD = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from PySide6.QtWidgets import QApplication
+    app = QApplication([])
+    from inference.report import SECTIONS, TemplateDrafter
+    from tests.llm_factory import sample_inputs
+    from workstation.qt.report import ReportPanel
+    from workstation.report import AutosaveStore, DraftSource, ReportDocument
+
+    store = AutosaveStore(Path(sys.argv[1]))
+    draft = TemplateDrafter().draft(sample_inputs())
+    doc = ReportDocument.from_draft(sys.argv[2], [(s, draft[s]) for s in SECTIONS],
+                                    DraftSource("template", "1", "builtin.ct", "1"), study_description="CT CHEST")
+    panel = ReportPanel(store, autosave_ms=1000)
+    panel.resize(500, 800)
+    panel.show()
+    panel.show_document(doc)
+    sid = doc.sentence_at("Findings", 0).id
+    panel.saved.connect(lambda path: print("SAVED", path, flush=True))
+    heavy = [m for m in ("torch", "transformers") if m in sys.modules]
+    print("HEAVY", ",".join(heavy) or "-", flush=True)
+    print("EXISTS", store.path_for(doc.study_key).exists(), flush=True)
+    panel.edit_sentence(sid, sys.argv[3])
+    print("EDITED", sid, flush=True)
+    app.exec()
+""")
+
+
+def _read_until(proc: subprocess.Popen[str], prefix: str, timeout: float) -> list[str]:
+    """Lines of the child's output up to and including the first starting with ``prefix``."""
+    assert proc.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line.strip())
+        if line.startswith(prefix):
+            return lines
+    raise AssertionError(f"child never printed {prefix!r}; output: {lines}")
+
+
+@pytest.fixture
+def crashed(tmp_path: Path) -> tuple[AutosaveStore, str]:
+    """A child process that edited a report and autosaved it, killed with SIGKILL; its store and the edited id."""
+    folder = tmp_path / "drafts"
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(folder), KEY, EDIT], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        lines = _read_until(proc, "SAVED", 60)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    assert proc.returncode == -signal.SIGKILL
+    assert "HEAVY -" in lines, f"the report panel imported torch/transformers on the GUI thread: {lines}"
+    assert "EXISTS False" in lines  # the file on disk is what the debounced autosave wrote
+    edited = next(line.split()[1] for line in lines if line.startswith("EDITED"))
+    return AutosaveStore(folder), edited
+
+
+def test_a_killed_session_offers_its_draft_back_with_the_edit(qtbot: QtBot, crashed: tuple[AutosaveStore, str]
+                                                               ) -> None:
+    store, sid = crashed
+    (info,) = store.drafts()
+    assert info.study_key == KEY and not info.signed
+    dialog = RecoveryDialog(store)
+    qtbot.addWidget(dialog)
+    dialog.open()
+    assert dialog.list.count() == 1 and "CT CHEST" in dialog.list.item(0).text()
+    assert "unsigned draft" in dialog.list.item(0).text()
+    dialog.restore_button.click()
+    (doc,) = dialog.documents()
+    assert doc.sentence(sid).text == EDIT
+    assert doc.sentence(sid).provenance is Provenance.EDITED
+    assert store.drafts(), "restoring keeps the crash copy until the report is exported"
+    # and the restored draft carries on in a panel
+    panel = ReportPanel(store)
+    qtbot.addWidget(panel)
+    panel.show_document(doc)
+    assert panel.state == "editing" and panel.editor.rows[sid].text.text() == EDIT
+    panel.shutdown()
+    assert not panel.worker.is_running()
+
+
+def test_offer_recovery_runs_the_dialog_and_returns_the_restored_documents(
+        qtbot: QtBot, crashed: tuple[AutosaveStore, str]) -> None:
+    store, sid = crashed
+
+    def click(button_name: str) -> None:
+        dialogs = [w for w in qtbot_widgets() if isinstance(w, RecoveryDialog) and w.isVisible()]
+        assert dialogs, "the recovery dialog is not shown"
+        getattr(dialogs[0], button_name).click()
+
+    QTimer.singleShot(200, lambda: click("later_button"))
+    assert offer_recovery(None, store) == []
+    assert store.drafts(), "'Keep for later' keeps the draft"
+    QTimer.singleShot(200, lambda: click("restore_button"))
+    docs = offer_recovery(None, store)
+    assert [d.sentence(sid).text for d in docs] == [EDIT]
+
+
+def qtbot_widgets() -> list[object]:
+    from PySide6.QtWidgets import QApplication
+
+    return list(QApplication.topLevelWidgets())
+
+
+def test_no_drafts_no_dialog_and_discard_removes_them(qtbot: QtBot, tmp_path: Path) -> None:
+    store = AutosaveStore(tmp_path / "drafts")
+    assert offer_recovery(None, store) == []  # returns at once: nothing to offer
+    draft = TemplateDrafter().draft(sample_inputs())
+    for key in ("1.2.3", "1.2.4"):
+        store.save(ReportDocument.from_draft(key, [(s, draft[s]) for s in SECTIONS], DraftSource("template")))
+    signed = ReportDocument.from_draft("1.2.5", {"Findings": ["No nodule."]}, DraftSource("template"))
+    signed.sign("Dr. Ada Reader")
+    store.save(signed)
+    dialog = RecoveryDialog(store)
+    qtbot.addWidget(dialog)
+    dialog.open()
+    texts = [dialog.list.item(i).text() for i in range(dialog.list.count())]
+    assert sum("signed, not yet exported" in t for t in texts) == 1
+    from PySide6.QtCore import Qt
+
+    from workstation.qt.report.recovery import KEY_ROLE
+
+    for i in range(dialog.list.count()):
+        if dialog.list.item(i).data(KEY_ROLE) == "1.2.5":
+            dialog.list.item(i).setCheckState(Qt.CheckState.Unchecked)
+    assert dialog.discard_selected(confirm=False) == 2
+    assert [d.study_key for d in store.drafts()] == ["1.2.5"]
+    # a restored signed report is read-only in the panel
+    doc = store.load("1.2.5")
+    assert doc is not None
+    panel = ReportPanel(store)
+    qtbot.addWidget(panel)
+    panel.show_document(doc)
+    assert panel.state == "signed" and panel.editor.rows[doc.sentence_at("Findings", 0).id].edit_button.isHidden()
+    panel.shutdown()
