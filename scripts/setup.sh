@@ -9,6 +9,8 @@
 #   TORCH_VERSION     torch release to install first (default: 2.13.0)
 #   TORCH_INDEX_URL   a PyTorch wheel index to take torch from (e.g. the CUDA 12.x index on a GPU workstation);
 #                     unset: pip's configured indexes (the CPU wheel where one is provided locally)
+#   WORKSTATION_BUILD_BUNDLE=1   'test' builds the PyInstaller bundle (packaging/build.sh) first, so
+#                     tests/test_frozen.py runs its self-test; CI=true does the same, =0 turns it off
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODE="${1:-run}"
@@ -67,6 +69,16 @@ install_python() {
   "$VENV/bin/python" -c "import workstation, inference, pydicom, PySide6, torch" >/dev/null
 }
 
+build_bundle() {
+  # The frozen one-folder bundle (packaging/): built in CI so that tests/test_frozen.py runs its self-test
+  # (about 5 minutes on 2 cores); WORKSTATION_REQUIRE_BUNDLE makes that test fail, not skip, without it.
+  if [ "${WORKSTATION_BUILD_BUNDLE:-}" = "1" ] || { [ "${CI:-}" = "true" ] && [ "${WORKSTATION_BUILD_BUNDLE:-}" != "0" ]; }; then
+    log "building the PyInstaller bundle"
+    VENV="$VENV" bash packaging/build.sh
+    export WORKSTATION_REQUIRE_BUNDLE=1
+  fi
+}
+
 run_tests() {
   export QT_QPA_PLATFORM=offscreen
   log "ruff"
@@ -94,6 +106,7 @@ case "$MODE" in
     install_system_packages
     bash scripts/install_pacs_tools.sh
     install_python "test"
+    build_bundle
     shift || true
     run_tests "$@" ;;
   *)

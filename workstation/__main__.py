@@ -3,8 +3,8 @@
 import multiprocessing
 import sys
 
-from workstation.cli import main
-
 if __name__ == "__main__":
-    multiprocessing.freeze_support()
+    multiprocessing.freeze_support()  # first: a spawned import worker must not import the application twice
+    from workstation.cli import main
+
     sys.exit(main())

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from inference.errors import WorkstationError
+from workstation import selftest
 from workstation.logs import configure_logging
 from workstation.pacs import cli as pacs_cli
 from workstation.settings import Settings, get_settings
@@ -27,6 +28,9 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="workstation", description="Radiology AI workstation.")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     p.add_argument("--db", type=Path, help="study index file (default: in the user data dir)")
+    p.add_argument("--self-test", action="store_true",
+                   help="check the installation (demo study, AI on the worker thread, report, exports) in a "
+                        "temporary folder, then exit 0 or 1; same as the 'selftest' command")
     sub = p.add_subparsers(dest="command")
     sub.add_parser("gui", help="open the workstation window (the default)")
     imp = sub.add_parser("import", help="index DICOM from folders, zips, DICOMDIRs or files (headers only)")
@@ -74,6 +78,8 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="generate and import the demo study, then open it")
     demo.add_argument("--no-gui", action="store_true", help="only generate, import and summarise")
     pacs_cli.add_parser(sub)
+    st = sub.add_parser("selftest", help="check the installation in a temporary folder (exit 0: all passed)")
+    selftest.add_arguments(st)
     return p
 
 
@@ -342,6 +348,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``workstation`` console command."""
     args = _parser().parse_args(argv)
     configure_logging(args.verbose)
+    if args.self_test or args.command == "selftest":
+        return selftest.run_from_args(args)
     settings = _settings(args)
     handlers = {
         "import": _cmd_import, "list": _cmd_list, "convert": _cmd_convert,
