@@ -160,3 +160,30 @@ def test_pacs_dialog_opens_from_the_file_menu_without_a_configured_node(qtbot: Q
     qtbot.waitUntil(lambda: not any(isinstance(w, PacsDialog) and w.isVisible()
                                     for w in QApplication.topLevelWidgets()), timeout=5000)
     assert not window.problems  # type: ignore[attr-defined]
+
+
+def test_opening_a_study_with_a_model_analyses_it_once_loaded(qtbot: QtBot, window: MainWindow,
+                                                              tmp_path: Path) -> None:
+    """What `workstation demo` does: open the study, run the built-in model when the series is in."""
+    from workstation.demo import generate_demo_study
+
+    generate_demo_study(tmp_path / "demo", shape=(60, 128, 128))
+    with qtbot.waitSignal(window.import_finished, timeout=60_000) as blocker:
+        window.start_import([tmp_path / "demo"])
+    (study_id,) = blocker.args[0].study_ids
+    with qtbot.waitSignal(window.session.resultShown, timeout=120_000):
+        assert window.open_study(study_id, analyze="builtin.ct")
+    assert window.findings.row_count() > 5
+    assert not window.problems  # type: ignore[attr-defined]
+
+
+def test_demo_without_a_window_runs_analysis_and_the_template_report(capsys: pytest.CaptureFixture[str]) -> None:
+    """`workstation demo --no-gui` (the README's run command on a machine without a display)."""
+    from workstation.cli import main
+
+    assert main(["demo", "--no-gui"]) == 0
+    out = capsys.readouterr().out
+    assert "DRAFT" in out and "lung" in out.lower()
+    report_dir = get_settings().data_dir / "demo_report"
+    assert (report_dir / "report.txt").is_file() and (report_dir / "labels.nii.gz").is_file()
+    assert any(p.suffix == ".pdf" for p in report_dir.iterdir())

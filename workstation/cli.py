@@ -333,15 +333,22 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         known = [s for s in index.studies() if s["id"] in result.study_ids] or index.studies()
     print(f"demo study at {folder}")
     _print_studies(summary["studies"])
+    study_id = known[0]["id"] if known else None
     if args.no_gui:
-        return 0
-    return _gui(settings, open_study=known[0]["id"] if known else None)
+        if study_id is None:
+            return 0
+        # the main job without a window: built-in analysis, template report, exports
+        report_args = argparse.Namespace(target=f"study:{study_id}", out=settings.data_dir / "demo_report",
+                                         llm=None, model="builtin.ct", device=None, deidentify=False,
+                                         no_reuse=False, max_new_tokens=None, json=False)
+        return _cmd_report(report_args, settings)
+    return _gui(settings, open_study=study_id, analyze="builtin.ct")
 
 
-def _gui(settings: Settings, open_study: int | None = None) -> int:
+def _gui(settings: Settings, open_study: int | None = None, analyze: str | None = None) -> int:
     from workstation.qt.app import run_gui
 
-    return run_gui(settings, open_study=open_study)
+    return run_gui(settings, open_study=open_study, analyze=analyze)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

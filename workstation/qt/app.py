@@ -47,13 +47,13 @@ def create_main_window(settings: Settings) -> MainWindow:
     return MainWindow(settings)
 
 
-def run_gui(settings: Settings, open_study: int | None = None) -> int:
-    """Show the window and run the event loop until it closes."""
+def run_gui(settings: Settings, open_study: int | None = None, analyze: str | None = None) -> int:
+    """Show the window and run the event loop until it closes; optionally open a study and analyse it."""
     app = ensure_app()
     window = create_main_window(settings)
     window.show()
     if open_study is not None:
-        window.open_study(open_study)
+        window.open_study(open_study, analyze=analyze)
     quit_after = os.environ.get("WORKSTATION_QUIT_AFTER")
     if quit_after:
         QTimer.singleShot(int(float(quit_after) * 1000), window.close)

@@ -289,9 +289,9 @@ class MainWindow(QMainWindow):
         """Reload the study browser from the index."""
         self.browser.refresh()
 
-    def open_study(self, study_id: int) -> bool:
-        """Open a study's main series in the viewer."""
-        return self.session.open_study(study_id)
+    def open_study(self, study_id: int, analyze: str | None = None) -> bool:
+        """Open a study's main series in the viewer (and run ``analyze`` on it once it is loaded)."""
+        return self.session.open_study(study_id, analyze=analyze)
 
     def _show_series_details(self, series_id: int) -> None:
         if series_id < 0:

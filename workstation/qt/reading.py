@@ -59,6 +59,7 @@ class ReadingSession(QObject):
         self._volume: Any = None  # the fully loaded volume of the current series, None while streaming
         self._runs: dict[int, int] = {}  # worker generation -> series id
         self._results: dict[int, Any] = {}  # series id -> its latest AI result
+        self._auto_model: str | None = None  # run on the series being opened once it has loaded (the demo)
         browser.seriesActivated.connect(self.open_series)
         self.loader.volumeReady.connect(self._volume_ready)
         self.loader.slicesLoaded.connect(self._slices_loaded)
@@ -86,6 +87,7 @@ class ReadingSession(QObject):
         info = ViewerInfo(study.get("patient_name") or "", study.get("date") or "", row.description, row.modality)
         self.current = OpenSeries(row.id, row.study_id, row.modality, row.description, info)
         self._volume = None
+        self._auto_model = None
         self.findings.clear()
         self.viewer.clear_overlay()
         self.bar.set_modality(row.modality)
@@ -96,8 +98,8 @@ class ReadingSession(QObject):
         self.loader.open_series(row.id)
         return True
 
-    def open_study(self, study_id: int) -> bool:
-        """Open a study's main series: its largest image volume."""
+    def open_study(self, study_id: int, analyze: str | None = None) -> bool:
+        """Open a study's main series (its largest image volume); ``analyze``: a model to run once it is loaded."""
         from workstation.index import StudyIndex
 
         with StudyIndex(self.settings.db_path) as index:
@@ -106,7 +108,9 @@ class ReadingSession(QObject):
             self.problem.emit("Nothing to show", f"Study {study_id} holds no image volume.")
             return False
         best = max(rows, key=lambda r: int(r.summary.get("instances") or 0))
-        return self.open_series(best.id)
+        opened = self.open_series(best.id)
+        self._auto_model = analyze if opened else None
+        return opened
 
     def result(self, series_id: int) -> Any:
         """The latest AI result of a series (None if it has none)."""
@@ -142,6 +146,9 @@ class ReadingSession(QObject):
         if previous is not None:
             self._show_result(previous)
         self.seriesOpened.emit(series_id)
+        model, self._auto_model = self._auto_model, None
+        if model is not None and previous is None:
+            self.run_ai(model)
 
     def _load_failed(self, series_id: int, text: str) -> None:
         if self.current is not None and series_id == self.current.series_id:
