@@ -7,6 +7,9 @@ pixmaps. Each test fails if the window leaves a thread running behind it.
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -187,3 +190,35 @@ def test_demo_without_a_window_runs_analysis_and_the_template_report(capsys: pyt
     report_dir = get_settings().data_dir / "demo_report"
     assert (report_dir / "report.txt").is_file() and (report_dir / "labels.nii.gz").is_file()
     assert any(p.suffix == ".pdf" for p in report_dir.iterdir())
+
+
+@pytest.mark.skipif(shutil.which("storescu") is None, reason="dcmtk not installed (scripts/install_pacs_tools.sh)")
+def test_a_study_pushed_by_pacs_appears_and_is_analysed(qtbot: QtBot, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """listen_on_start + analyze_on_arrival: dcmtk's storescu pushes a CT; the window shows and analyses it."""
+    from workstation.demo import generate_demo_study
+    from workstation.pacs.nodes import PacsConfig
+
+    monkeypatch.setattr(QMessageBox, "warning", staticmethod(lambda *_a: pytest.fail(f"dialog: {_a[1:]}")))
+    monkeypatch.setenv("WORKSTATION_PACS", json.dumps({
+        "local": {"ae_title": "WSTEST", "port": 0, "bind_address": "127.0.0.1"},
+        "nodes": [{"name": "modality", "ae_title": "STORESCU", "host": "127.0.0.1", "port": 104}],
+        "listen_on_start": True, "analyze_on_arrival": True}))
+    get_settings.cache_clear()
+    assert PacsConfig.from_settings(get_settings()).listen_on_start
+    generate_demo_study(tmp_path / "modality", shape=(40, 96, 96))
+    win = create_main_window(get_settings())
+    qtbot.addWidget(win)
+    win.show()
+    assert win.pacs_listener is not None and win.pacs_listener.running
+    port = win.pacs_listener.listener.port
+    files = sorted(str(p) for p in (tmp_path / "modality").glob("*.dcm"))
+    with qtbot.waitSignal(win.session.resultShown, timeout=120_000):
+        push = subprocess.Popen(["storescu", "-aet", "STORESCU", "-aec", "WSTEST", "127.0.0.1", str(port), *files],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert push.wait(timeout=30) == 0
+    assert win.browser.tree.topLevelItemCount() == 1
+    assert win.session.volume().shape == (40, 96, 96)
+    assert win.findings.row_count() > 3
+    win.close()
+    assert not win.pacs_listener.running and not win.session.worker.is_running()

@@ -131,11 +131,13 @@ class MainWindow(QMainWindow):
         self.device_label.setObjectName("DeviceLabel")
         self.statusBar().addPermanentWidget(self.device_label)
         self.session.worker.deviceDescribed.connect(lambda text: self.device_label.setText(f"AI device: {text}"))
+        self.pacs_listener: Any = None  # a PacsListenerBridge when settings ask to listen (pynetdicom loads then)
         self._build_toolbars()
         self._build_menus()
         self.statusBar().showMessage("Ready")
         self._restore_state()
         self._closed = False
+        self._start_pacs_listener()
 
     # --- layout ----------------------------------------------------------------------
     def _dock(self, widget: QWidget, title: str, name: str, area: Qt.DockWidgetArea) -> QDockWidget:
@@ -317,6 +319,38 @@ class MainWindow(QMainWindow):
         dialog.show()
         return dialog
 
+    def _start_pacs_listener(self) -> None:
+        """Listen for pushed studies when settings ask for it (``pacs.listen_on_start``)."""
+        if not (self.settings.pacs or {}).get("listen_on_start"):
+            return
+        from workstation.qt.pacs_listener import PacsListenerBridge
+
+        try:
+            bridge = PacsListenerBridge(self.settings, self)
+            port = bridge.start()
+        except WorkstationError as exc:
+            self.statusBar().showMessage(f"PACS listener not started: {exc}", 30_000)
+            logger.warning("PACS listener not started: %s", exc)
+            return
+        bridge.arrived.connect(self._pacs_arrival)
+        self.pacs_listener = bridge
+        self.statusBar().showMessage(f"Listening for studies from PACS on port {port}", 15_000)
+
+    def _pacs_arrival(self, arrival: Any) -> None:
+        """A PACS pushed images: show them, and analyse the study if settings ask and the reader is free."""
+        self.refresh()
+        if arrival.error:
+            self._show_problem("Images from PACS could not all be imported", arrival.error)
+            return
+        self.statusBar().showMessage(f"Received {arrival.added} images from {arrival.calling_ae}", 15_000)
+        busy = self.session.current is not None or self.session.worker.is_busy()
+        if self.pacs_listener is not None and self.pacs_listener.analyze_on_arrival and arrival.study_ids:
+            if busy:  # never pull the reader away from the study on screen
+                self.statusBar().showMessage(f"Received {arrival.added} images from {arrival.calling_ae}: "
+                                             "open the study to analyse it", 30_000)
+            else:
+                self.open_study(arrival.study_ids[0], analyze="builtin.ct")
+
     def _show_problem(self, title: str, text: str) -> None:
         QMessageBox.warning(self, title, text)
 
@@ -387,6 +421,8 @@ class MainWindow(QMainWindow):
         self._closed = True
         self._save_state()
         self.report.shutdown()
+        if self.pacs_listener is not None:
+            self.pacs_listener.stop()
         self.session.shutdown()
         self.browser.shutdown()
         self.pool.waitForDone()
