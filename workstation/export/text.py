@@ -11,6 +11,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+from workstation.dicomio.display import dicom_date, person_name
 from workstation.export.deid import Deidentifier
 from workstation.export.files import safe_target, write_atomic
 from workstation.export.sources import StudyInfo
@@ -24,16 +25,12 @@ DRAFT_DETAIL = "AI-generated text, not verified by a radiologist. Not for clinic
 
 def format_date(value: str) -> str:
     """DICOM ``YYYYMMDD`` -> ``YYYY-MM-DD`` (other text unchanged)."""
-    v = value.strip()
-    return f"{v[:4]}-{v[4:6]}-{v[6:8]}" if len(v) == 8 and v.isdigit() else v
+    return dicom_date(value)
 
 
 def format_name(value: str) -> str:
     """DICOM PN ``Family^Given`` -> ``FAMILY, Given`` (as reading rooms print patient names)."""
-    parts = [p.strip() for p in value.split("^")]
-    if len(parts) >= 2 and parts[0] and parts[1]:
-        return f"{parts[0].upper()}, {' '.join(p for p in parts[1:3] if p)}"
-    return " ".join(p for p in parts if p)
+    return person_name(value)
 
 
 def format_utc(iso: str) -> str:

@@ -28,6 +28,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QLabel, QLineEdit, QStyle, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
 
+from workstation.dicomio.display import dicom_date, person_name
 from workstation.qt.thumbnails import ThumbnailLoader, picture_icon, placeholder_icon, status_dot
 from workstation.settings import Settings
 
@@ -67,13 +68,9 @@ AI_LOOK: dict[AiStatus, tuple[str, str]] = {
 
 def display_name(pn: str | None) -> str:
     """A DICOM person name (``Family^Given^Middle``) as readers expect it: ``FAMILY, Given Middle``."""
-    if not pn or pn.strip() in ("", "^") or pn.strip().lower() == "anonymous":
+    if not pn or pn.strip().lower() == "anonymous":
         return "Anonymous"
-    parts = [p.strip() for p in pn.split("=")[0].split("^")]
-    family, rest = parts[0], " ".join(p for p in parts[1:3] if p)
-    if not family:
-        return rest or "Anonymous"
-    return f"{family.upper()}, {rest}" if rest else family.upper()
+    return person_name(pn) or "Anonymous"
 
 
 def text_or_none(value: str | None) -> str:
@@ -84,9 +81,7 @@ def text_or_none(value: str | None) -> str:
 
 def display_date(da: str | None) -> str:
     """A DICOM date (``YYYYMMDD``) as ``YYYY-MM-DD``."""
-    if da and len(da) == 8 and da.isdigit():
-        return f"{da[:4]}-{da[4:6]}-{da[6:]}"
-    return da or ""
+    return dicom_date(da)
 
 
 def age_at(birth: str | None, on: str | None) -> str:

@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
 
 from inference.cancel import CancelledError, CancelToken
 from inference.errors import WorkstationError
+from workstation.dicomio.display import dicom_date
 from workstation.pacs.nodes import LocalAE, PacsConfig, PacsNode
 from workstation.pacs.query import SeriesResult, StudyQuery, StudyResult
 
@@ -75,11 +76,10 @@ class _Task(QRunnable):
             self.signals.done.emit(self.generation, result)
 
 
-def _date(da: str) -> str:
-    return f"{da[:4]}-{da[4:6]}-{da[6:8]}" if len(da) == 8 and da.isdigit() else da
 
 
 def _name(pn: str) -> str:
+    """The name as the PACS sent it, components joined (``Family, Given``): what the reader searched for."""
     parts = [p for p in pn.split("^") if p]
     return f"{parts[0]}, {' '.join(parts[1:])}" if len(parts) > 1 else (parts[0] if parts else "")
 
@@ -272,8 +272,8 @@ class PacsDialog(QDialog):
         self.studies = studies
         self.study_table.setRowCount(len(studies))
         for row, st in enumerate(studies):
-            values = (_date(st.date), _name(st.patient_name), st.patient_id, st.accession, "/".join(st.modalities),
-                      st.description, st.series_count, st.instance_count)
+            values = (dicom_date(st.date), _name(st.patient_name), st.patient_id, st.accession,
+                      "/".join(st.modalities), st.description, st.series_count, st.instance_count)
             for col, v in enumerate(values):
                 self.study_table.setItem(row, col, QTableWidgetItem("" if v is None else str(v)))
         self.series_table.setRowCount(0)

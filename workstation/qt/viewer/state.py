@@ -17,6 +17,7 @@ import numpy.typing as npt
 
 from inference.labels import LabelTable
 from inference.volume import Volume
+from workstation.dicomio.display import dicom_date, person_name
 from workstation.qt.viewer.measure import ViewMeasurement
 from workstation.qt.viewer.orientation import Plane, PlaneGeometry
 from workstation.qt.viewer.render import colour_table
@@ -46,16 +47,12 @@ class ViewerInfo:
     modality: str = ""
 
     def patient_text(self) -> str:
-        """``Family^Given`` as ``FAMILY, Given``; other names as given."""
-        parts = [p for p in self.patient_name.split("^") if p]
-        if "^" in self.patient_name and parts:
-            return f"{parts[0].upper()}, {' '.join(parts[1:])}".rstrip(", ")
-        return self.patient_name
+        """``Family^Given`` as ``FAMILY, Given`` (as the browser and the exports show it)."""
+        return person_name(self.patient_name)
 
     def date_text(self) -> str:
         """``YYYYMMDD`` as ``YYYY-MM-DD``; other strings as given."""
-        d = self.study_date
-        return f"{d[:4]}-{d[4:6]}-{d[6:8]}" if len(d) == 8 and d.isdigit() else d
+        return dicom_date(self.study_date)
 
 
 @dataclass
