@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 # bare vary 0.6-2 s against a steady 0.46 s). Passive waiting removes that cross-talk; set before torch loads.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from benchmarks.machine import cpu_name  # noqa: E402
 from inference.report import ReportInputs, TransformersDrafter  # noqa: E402
 from tests.llm_factory import build_tiny_llm, parameter_count, sample_inputs  # noqa: E402
 
@@ -48,14 +49,7 @@ def machine(device: str) -> str:
     import torch
     import transformers
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     gpu = f", GPU {torch.cuda.get_device_name(0)}" if device.startswith("cuda") else ""
     return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
             f"transformers {transformers.__version__}, Python {platform.python_version()}, "
