@@ -5,7 +5,8 @@ the gap between two probe ticks beyond the 5 ms period. Measured twice in the
 same run: with the window idle (the baseline: what the platform and Python
 cost anyway) and while the built-in analysis of the open demo series runs
 through the window's worker (``ReadingSession.run_ai``), up to the moment the
-overlay and findings are on screen (their drawing included). The worker is
+overlay and findings are on screen and the template report drafted from them is
+in the report panel (their drawing and the report's context included). The worker is
 warmed up first (torch imported), as the window does after launch. Target: the
 maximum stall under 50 ms.
 
@@ -118,6 +119,11 @@ def main() -> int:
             t0 = time.perf_counter()
             win.session.run_ai("builtin.ct")
             _wait(win.session.resultShown, 600)
+            deadline = time.perf_counter() + 120
+            while win.report.state != "editing" and time.perf_counter() < deadline:  # the draft that follows
+                loop = QEventLoop()
+                QTimer.singleShot(20, loop.quit)
+                loop.exec()
             durations.append(time.perf_counter() - t0)
             busy = probe.stop()
             busy_max.append(float(busy.max()))
@@ -130,6 +136,8 @@ def main() -> int:
     print(f"idle window (baseline), max stall per run: {', '.join(f'{v:.1f}' for v in idle_max)} ms")
     print(f"during analysis, max stall per run: {', '.join(f'{v:.1f}' for v in busy_max)} ms; "
           f"p99 {', '.join(f'{v:.1f}' for v in busy_p99)} ms")
+    print(f"worst stall of all runs: {max(busy_max):.1f} ms (the first run also builds the report editor; "
+          "later runs reopen the autosaved draft)")
     med = statistics.median(busy_max)
     print(f"median of max stalls during analysis: {med:.1f} ms (target < 50 ms: "
           f"{'met' if med < 50 else 'NOT met'}); ratio to idle baseline "

@@ -101,7 +101,8 @@ def describe_device(preference: str = "auto") -> str:
         return f"device unknown ({type(exc).__name__}: {exc})"
 
 
-WARM_MODULES = ("inference.builtin_ct.model", "inference.findings", "scipy.ndimage", "inference.bundles")
+WARM_MODULES = ("inference.builtin_ct.model", "inference.findings", "scipy.ndimage", "inference.bundles",
+                "inference.report", "workstation.services.reporting")  # the report context the window builds next
 
 
 def warm_up() -> None:
