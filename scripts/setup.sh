@@ -99,7 +99,7 @@ case "$MODE" in
     if [ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ]; then
       exec "$VENV/bin/workstation" demo
     else
-      echo "(no display: generating and importing the demo study without opening the window)"
+      echo "(no display: running the demo study headless: built-in analysis, template report, exports)"
       exec "$VENV/bin/workstation" demo --no-gui
     fi ;;
   test)
