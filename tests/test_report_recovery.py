@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QTimer
 from pytestqt.qtbot import QtBot
 
 from inference.report import SECTIONS, TemplateDrafter
@@ -115,35 +114,44 @@ def test_a_killed_session_offers_its_draft_back_with_the_edit(qtbot: QtBot, cras
     assert not panel.worker.is_running()
 
 
-def test_offer_recovery_runs_the_dialog_and_returns_the_restored_documents(
+def test_offer_recovery_does_not_block_and_hands_back_the_restored_documents(
         qtbot: QtBot, crashed: tuple[AutosaveStore, str]) -> None:
     store, sid = crashed
-
-    def click(button_name: str) -> None:
-        dialogs = [w for w in qtbot_widgets() if isinstance(w, RecoveryDialog) and w.isVisible()]
-        assert dialogs, "the recovery dialog is not shown"
-        getattr(dialogs[0], button_name).click()
-
-    QTimer.singleShot(200, lambda: click("later_button"))
-    assert offer_recovery(None, store) == []
-    assert store.drafts(), "'Keep for later' keeps the draft"
-    QTimer.singleShot(200, lambda: click("restore_button"))
-    docs = offer_recovery(None, store)
-    assert [d.sentence(sid).text for d in docs] == [EDIT]
+    got: list[list[ReportDocument]] = []
+    dialog = offer_recovery(None, store, got.append, lambda key: "DOE, Jane – CT CHEST – 2024-03-01")
+    assert dialog is not None and dialog.isVisible() and not dialog.isModal()  # the viewer stays usable
+    assert "DOE, Jane – CT CHEST" in dialog.list.item(0).text()
+    dialog.later_button.click()
+    assert not got and store.drafts(), "'Keep for later' keeps the draft"
+    dialog = offer_recovery(None, store, got.append)
+    assert dialog is not None
+    dialog.restore_button.click()
+    assert [[d.sentence(sid).text for d in docs] for docs in got] == [[EDIT]]
 
 
-def qtbot_widgets() -> list[object]:
-    from PySide6.QtWidgets import QApplication
-
-    return list(QApplication.topLevelWidgets())
+def test_drafts_nobody_worked_on_are_not_offered(qtbot: QtBot, tmp_path: Path) -> None:
+    """A headless ``workstation report`` run leaves an AI-only draft: it is reopened with its study, not
+    offered as unfinished work; accepting, editing or typing one sentence makes it unfinished work."""
+    store = AutosaveStore(tmp_path / "drafts")
+    draft = TemplateDrafter().draft(sample_inputs())
+    doc = ReportDocument.from_draft("1.2.3", [(s, draft[s]) for s in SECTIONS], DraftSource("template"))
+    store.save(doc)
+    assert offer_recovery(None, store, lambda _docs: None) is None
+    doc.accept(doc.sentence_at("Findings", 0).id)
+    store.save(doc)
+    dialog = offer_recovery(None, store, lambda _docs: None)
+    assert dialog is not None and dialog.list.count() == 1
+    dialog.close()
 
 
 def test_no_drafts_no_dialog_and_discard_removes_them(qtbot: QtBot, tmp_path: Path) -> None:
     store = AutosaveStore(tmp_path / "drafts")
-    assert offer_recovery(None, store) == []  # returns at once: nothing to offer
+    assert offer_recovery(None, store, lambda _docs: None) is None  # returns at once: nothing to offer
     draft = TemplateDrafter().draft(sample_inputs())
     for key in ("1.2.3", "1.2.4"):
-        store.save(ReportDocument.from_draft(key, [(s, draft[s]) for s in SECTIONS], DraftSource("template")))
+        edited = ReportDocument.from_draft(key, [(s, draft[s]) for s in SECTIONS], DraftSource("template"))
+        edited.edit(edited.sentence_at("Findings", 0).id, "Typed by the reader.")
+        store.save(edited)
     signed = ReportDocument.from_draft("1.2.5", {"Findings": ["No nodule."]}, DraftSource("template"))
     signed.sign("Dr. Ada Reader")
     store.save(signed)

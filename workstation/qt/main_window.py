@@ -16,6 +16,7 @@ from typing import Any
 from PySide6.QtCore import QByteArray, QObject, QRunnable, Qt, QThreadPool, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import (
+    QDialog,
     QDockWidget,
     QFileDialog,
     QLabel,
@@ -37,9 +38,10 @@ from workstation.qt.report import (
     offer_recovery,
     study_id_of_key,
     study_key_of_series,
+    study_title_of_key,
 )
 from workstation.qt.viewer import MprViewer, OverlayPanel
-from workstation.report import AutosaveStore
+from workstation.report import AutosaveStore, ReportDocument
 from workstation.settings import Settings, config_dir
 
 logger = logging.getLogger(__name__)
@@ -127,6 +129,7 @@ class MainWindow(QMainWindow):
         self.report.navigateTo.connect(self.session.show_finding)
         self.report.message.connect(lambda text: self.statusBar().showMessage(text, 15_000))
         self._recovery_offered = False
+        self.recovery_dialog: QDialog | None = None  # the (non-modal) offer of unfinished reports, once
         self.device_label = QLabel("AI device: starting…")
         self.device_label.setObjectName("DeviceLabel")
         self.statusBar().addPermanentWidget(self.device_label)
@@ -250,8 +253,12 @@ class MainWindow(QMainWindow):
         if self._recovery_offered or self._closed:
             return
         self._recovery_offered = True
-        docs = offer_recovery(self, self.report_store)
-        if not docs:
+        self.recovery_dialog = offer_recovery(self, self.report_store, self._restore_reports,
+                                              lambda key: study_title_of_key(self.settings.db_path, key))
+
+    def _restore_reports(self, docs: list[ReportDocument]) -> None:
+        """Reports restored from the recovery offer: show the first and open its study."""
+        if not docs or self._closed:
             return
         self.report.show_document(docs[0])
         self.tabs.setCurrentWidget(self.report)

@@ -43,6 +43,7 @@ class DraftInfo:
     revision: int
     signed: bool
     sentences: int
+    worked_on: bool = False  # a person accepted, edited, typed, overrode or signed (``ReportDocument.worked_on``)
 
 
 def _file_name(study_key: str) -> str:
@@ -105,7 +106,7 @@ class AutosaveStore:
             if doc is None:
                 continue
             out.append(DraftInfo(doc.study_key, doc.study_description, path, doc.modified_at, doc.revision,
-                                 doc.signed, sum(1 for _ in doc.sentences())))
+                                 doc.signed, sum(1 for _ in doc.sentences()), doc.worked_on))
         out.sort(key=lambda d: d.modified_at, reverse=True)
         return out
 

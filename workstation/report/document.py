@@ -118,6 +118,14 @@ class ReportDocument:
         """Whether the report has been signed (and is therefore locked)."""
         return self.sign_off is not None
 
+    @property
+    def worked_on(self) -> bool:
+        """Whether a person has worked on it: signed, an addendum, or any sentence accepted, edited,
+        typed or with a flag overridden. A draft only the AI wrote can be drafted again; this cannot."""
+        if self.signed or self.addenda:
+            return True
+        return any(s.provenance is not Provenance.AI or s.acknowledged for _, s in self.sentences())
+
     def sentences(self) -> Iterator[tuple[Section, Sentence]]:
         """Every sentence with its section, in reading order."""
         for sec in self.sections:

@@ -13,6 +13,7 @@ from workstation.qt.report.context import (
     link_target,
     study_id_of_key,
     study_key_of_series,
+    study_title_of_key,
 )
 from workstation.qt.report.draft_worker import DraftWorker
 from workstation.qt.report.panel import ReportPanel
@@ -30,4 +31,5 @@ __all__ = [
     "offer_recovery",
     "study_id_of_key",
     "study_key_of_series",
+    "study_title_of_key",
 ]

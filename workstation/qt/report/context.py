@@ -124,6 +124,23 @@ def study_id_of_key(db_path: Path, study_key: str) -> int | None:
         return next((int(s["id"]) for s in index.studies() if s["study_key"] == study_key), None)
 
 
+def study_title_of_key(db_path: Path, study_key: str) -> str:
+    """How a reader knows a study: "DOE, Jane – CT CHEST – 2024-03-01" ('' when it is not indexed).
+
+    For the reader's eyes only (the recovery offer); never logged.
+    """
+    from workstation.dicomio.display import dicom_date, person_name
+    from workstation.index import StudyIndex
+
+    with StudyIndex(db_path) as index:
+        study = next((s for s in index.studies() if s["study_key"] == study_key), None)
+    if study is None:
+        return ""
+    parts = (person_name(study.get("patient_name")), str(study.get("description") or ""),
+             dicom_date(study.get("date")))
+    return " – ".join(p for p in parts if p)
+
+
 def context_for_series(db_path: Path, series_id: int, result: AnalysisResult, volume: Any) -> ReportContext:
     """The context of an analysed series of the index: study key, de-identified notes, technique, findings."""
     from workstation.index import StudyIndex

@@ -8,6 +8,10 @@ calls ``refresh`` (same sentences) or ``show_document`` (sentences added/removed
 from __future__ import annotations
 
 import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from functools import partial
 
 from PySide6.QtCore import QCoreApplication, QEvent, QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
@@ -23,15 +27,17 @@ from PySide6.QtWidgets import (
 )
 
 from workstation.qt.report.recovery import local_time
-from workstation.qt.report.rows import FLAG_COLOUR, PROVENANCE_COLOURS, SentenceRow, rich_tooltip
-from workstation.report import Provenance, ReportDocument
+from workstation.qt.report.rows import FLAG_COLOUR, PROVENANCE_COLOURS, ROW_STYLE, SentenceRow, rich_tooltip
+from workstation.report import Provenance, ReportDocument, ReportError
 
 logger = logging.getLogger(__name__)
 
 ID_ROLE = Qt.ItemDataRole.UserRole + 1
-HEADING_STYLE = "color: #9fc4ff; font-weight: bold; font-size: 10pt; letter-spacing: 1px; padding-top: 8px;"
-ADD_STYLE = ("QPushButton { color: #a9b0bb; background: transparent; border: 1px dashed #4a4e55; padding: 2px 8px;"
-             " border-radius: 3px; } QPushButton:hover { color: #e8e8e8; border-color: #7a808a; }")
+HEADING_STYLE = ("QLabel#SectionHeading { color: #9fc4ff; font-weight: bold; font-size: 10pt; letter-spacing: 1px;"
+                 " padding-top: 8px; }")
+ADD_STYLE = ("QPushButton#AddSentence { color: #a9b0bb; background: transparent; border: 1px dashed #4a4e55;"
+             " padding: 2px 8px; border-radius: 3px; }"
+             " QPushButton#AddSentence:hover { color: #e8e8e8; border-color: #7a808a; }")
 FLAG_LIST_STYLE = ("QListWidget { background: #2a1416; border: 1px solid #8c2f35; color: #ffd0d0; }"
                    " QListWidget::item { padding: 3px; } QListWidget::item:selected { background: #5a2328; }")
 SCROLL_STYLE = ("QScrollBar:vertical { background: #1a1b1e; width: 12px; margin: 0; border: none; }"
@@ -39,7 +45,11 @@ SCROLL_STYLE = ("QScrollBar:vertical { background: #1a1b1e; width: 12px; margin:
                 " margin: 1px 2px; } QScrollBar::handle:vertical:hover { background: #6a7079; }"
                 " QScrollBar::add-line:vertical, QScrollBar::sub-line:vertical { height: 0; }"
                 " QScrollBar::add-page:vertical, QScrollBar::sub-page:vertical { background: none; }")
-ADDENDUM_STYLE = "color: #e8e8e8; background: #1d2a36; border-left: 4px solid #6fb4ff; padding: 6px;"
+ADDENDUM_STYLE = ("QLabel#Addendum { color: #e8e8e8; background: #1d2a36; border-left: 4px solid #6fb4ff;"
+                  " padding: 6px; }")
+CONTENT_STYLE = "\n".join((ROW_STYLE, HEADING_STYLE, ADD_STYLE, ADDENDUM_STYLE))
+BUILD_BUDGET_MS = 4.0
+"""Time spent making rows in one event-loop turn: well inside a 16 ms frame, the rest is layout."""
 
 
 def legend_html() -> str:
@@ -60,7 +70,10 @@ class ReportEditor(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.rows: dict[str, SentenceRow] = {}
+        self._rows: dict[str, SentenceRow] = {}
+        self._doc: ReportDocument | None = None
+        self._pending: deque[Callable[[], None]] = deque()
+        self._build_generation = 0
         self._selected = ""
         self.accept_all_button = QPushButton("Accept all unflagged")
         self.accept_all_button.setToolTip("Accept every AI sentence that the check did not flag")
@@ -92,6 +105,7 @@ class ReportEditor(QWidget):
         self.flag_list.itemClicked.connect(lambda item: self.rowClicked.emit(str(item.data(ID_ROLE))))
         self.content = QWidget()
         self.content.setObjectName("ReportContent")
+        self.content.setStyleSheet(CONTENT_STYLE)
         self.content_layout = QVBoxLayout(self.content)
         self.content_layout.setContentsMargins(4, 0, 4, 8)
         self.content_layout.setSpacing(4)
@@ -121,51 +135,115 @@ class ReportEditor(QWidget):
                                                                        QEvent(QEvent.Type.LayoutRequest)))
 
     # --- rendering ------------------------------------------------------------------------
+    @property
+    def rows(self) -> dict[str, SentenceRow]:
+        """Sentence id -> row, every row of the shown document (finishes a build still in progress)."""
+        self.finish_build()
+        return self._rows
+
+    @property
+    def building(self) -> bool:
+        """True while rows of the shown document are still being made."""
+        return bool(self._pending)
+
     def show_document(self, doc: ReportDocument) -> None:
-        """Rebuild every row (after sentences were added or removed, or for a new document)."""
+        """Rebuild every row (after sentences were added or removed, or for a new document).
+
+        Rows are made a few at a time, each batch within ``BUILD_BUDGET_MS`` of one
+        event-loop turn, so a long draft arriving never stalls the viewer beside it:
+        the first rows show at once, the rest follow on the next turns.
+        """
         while (item := self.content_layout.takeAt(0)) is not None:
             widget = item.widget()
             if widget is not None:
                 widget.hide()
                 widget.deleteLater()
-        self.rows = {}
+        self._rows = {}
+        self._doc = doc
+        self._pending = deque(self._build_steps(doc))
+        self._build_generation += 1
+        self._build_some(self._build_generation)
+        self.refresh(doc)
+
+    def _build_steps(self, doc: ReportDocument) -> Iterator[Callable[[], None]]:
+        """One step per widget of the document, in reading order, then the closing stretch."""
         locked = doc.signed
         for sec in doc.sections:
             if locked and not sec.sentences:
                 continue
-            heading = QLabel(sec.title.upper())
-            heading.setStyleSheet(HEADING_STYLE)
-            self.content_layout.addWidget(heading)
+            yield partial(self._add_heading, sec.title)
             for s in sec.sentences:
-                row = SentenceRow(s, sec.title)
-                row.clicked.connect(self.rowClicked)
-                row.acceptRequested.connect(self.acceptRequested)
-                row.committed.connect(self.committed)
-                row.acknowledgeRequested.connect(self.acknowledgeRequested)
-                row.deleteRequested.connect(self.deleteRequested)
-                row.insertRequested.connect(lambda sid, t=sec.title: self.addRequested.emit(t, sid))
-                self.rows[s.id] = row
-                self.content_layout.addWidget(row)
+                yield partial(self._add_row, sec.title, s.id)
             if not locked:
-                add = QPushButton(f"+ Add to {sec.title}")
-                add.setStyleSheet(ADD_STYLE)
-                add.clicked.connect(lambda _c=False, t=sec.title: self.addRequested.emit(t, ""))
-                self.content_layout.addWidget(add, 0, Qt.AlignmentFlag.AlignLeft)
+                yield partial(self._add_button, sec.title)
         for a in doc.addenda:
-            label = QLabel(f"ADDENDUM ({local_time(a.added_at)}, {a.author}):\n{a.text}")
-            label.setTextFormat(Qt.TextFormat.PlainText)
-            label.setWordWrap(True)
-            label.setStyleSheet(ADDENDUM_STYLE)
-            self.content_layout.addWidget(label)
-        self.content_layout.addStretch(1)
-        self.refresh(doc)
+            yield partial(self._add_addendum, f"ADDENDUM ({local_time(a.added_at)}, {a.author}):\n{a.text}")
+        yield lambda: self.content_layout.addStretch(1)
+
+    def _build_some(self, generation: int) -> None:
+        """Make rows until the time budget of this turn is spent; schedule the rest."""
+        if generation != self._build_generation or not self._pending:
+            return
+        t0 = time.perf_counter()
+        while self._pending and (time.perf_counter() - t0) * 1000.0 < BUILD_BUDGET_MS:
+            self._pending.popleft()()
+        if self._pending:
+            QTimer.singleShot(0, self, lambda: self._build_some(generation))
         self._fit_later()
+
+    def finish_build(self) -> None:
+        """Make every row still pending now (a caller needs them all: selection, tests, sign-off)."""
+        if not self._pending:
+            return
+        while self._pending:
+            self._pending.popleft()()
+        # lay the rows out now, so a caller may scroll to one of them straight away
+        self.content_layout.activate()
+        QCoreApplication.sendEvent(self.scroll_area, QEvent(QEvent.Type.LayoutRequest))
+
+    def _add_heading(self, title: str) -> None:
+        heading = QLabel(title.upper())
+        heading.setObjectName("SectionHeading")
+        self.content_layout.addWidget(heading)
+
+    def _add_row(self, title: str, sentence_id: str) -> None:
+        if self._doc is None:
+            return
+        try:
+            sentence = self._doc.sentence(sentence_id)  # as it is now, not when the build started
+        except ReportError:  # the sentence went since the build started; a new build follows
+            return
+        row = SentenceRow(sentence, title)
+        row.update_sentence(sentence, locked=self._doc.signed)
+        row.set_selected(sentence_id == self._selected)
+        row.clicked.connect(self.rowClicked)
+        row.acceptRequested.connect(self.acceptRequested)
+        row.committed.connect(self.committed)
+        row.acknowledgeRequested.connect(self.acknowledgeRequested)
+        row.deleteRequested.connect(self.deleteRequested)
+        row.insertRequested.connect(lambda sid, t=title: self.addRequested.emit(t, sid))
+        self._rows[sentence_id] = row
+        self.content_layout.addWidget(row)
+
+    def _add_button(self, title: str) -> None:
+        add = QPushButton(f"+ Add to {title}")
+        add.setObjectName("AddSentence")
+        add.clicked.connect(lambda _c=False, t=title: self.addRequested.emit(t, ""))
+        self.content_layout.addWidget(add, 0, Qt.AlignmentFlag.AlignLeft)
+
+    def _add_addendum(self, text: str) -> None:
+        label = QLabel(text)
+        label.setObjectName("Addendum")
+        label.setTextFormat(Qt.TextFormat.PlainText)
+        label.setWordWrap(True)
+        self.content_layout.addWidget(label)
 
     def refresh(self, doc: ReportDocument) -> None:
         """Update rows, the flagged list and the actions from the document (same sentences)."""
         locked = doc.signed
+        self._doc = doc
         for _, s in doc.sentences():
-            row = self.rows.get(s.id)
+            row = self._rows.get(s.id)
             if row is not None:
                 row.update_sentence(s, locked=locked)
                 row.set_selected(s.id == self._selected)
@@ -194,7 +272,7 @@ class ReportEditor(QWidget):
     def select(self, sentence_id: str) -> None:
         """Outline a sentence's row and scroll to it."""
         self._selected = sentence_id
-        for sid, row in self.rows.items():
+        for sid, row in self.rows.items():  # every row: the selected one may not be made yet
             row.set_selected(sid == sentence_id)
         current = self.rows.get(sentence_id)
         if current is not None:
@@ -202,6 +280,6 @@ class ReportEditor(QWidget):
 
     def commit_open_edits(self) -> None:
         """Save any sentence still open in its editor (before signing or leaving the document)."""
-        for row in list(self.rows.values()):
+        for row in list(self._rows.values()):  # a row still to be made has no open edit
             if row.editing:
                 row.commit_edit()

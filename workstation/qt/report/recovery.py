@@ -1,20 +1,23 @@
-"""Crash recovery: on start, offer back the report drafts the autosave kept (e.g. after a kill -9).
+"""Crash recovery: on start, offer back the reports a radiologist was working on (e.g. after a kill -9).
 
 Every report being written is autosaved (``AutosaveStore``) and its file is
-removed only once the signed report has been exported, so whatever is left
-at start-up is unfinished work. ``offer_recovery`` lists it in a
-``RecoveryDialog``: the radiologist restores some, keeps them for later
-(the files stay; the panel also reloads a study's draft when the study is
-opened), or discards them after a confirmation. Nothing here shows or logs
-report text beyond the study description the dialog lists.
+removed only once the signed report has been exported. Drafts the AI wrote
+that nobody touched (every headless ``workstation report`` run leaves one)
+are not unfinished work: the panel reopens them with their study, and they
+are not offered here. What a person worked on (``ReportDocument.worked_on``)
+is listed, named by patient and study, in a ``RecoveryDialog`` that does not
+block the window: the radiologist restores some, keeps them for later (the
+files stay), or discards them after a confirmation. Nothing here logs report
+text or patient names.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -33,11 +36,19 @@ logger = logging.getLogger(__name__)
 
 KEY_ROLE = Qt.ItemDataRole.UserRole + 1
 
+StudyNamer = Callable[[str], str]
+"""Study key -> how a reader knows the study ("DOE, Jane – CT CHEST – 2024-03-01"); '' when unknown."""
 
-def describe_draft(info: DraftInfo) -> str:
-    """One line for a saved draft: the study, its state, when it was last changed, how long it is."""
-    what = info.study_description or f"Study {info.study_key[-12:]}"
-    state = "signed, not yet exported" if info.signed else "unsigned draft"
+
+def recoverable_drafts(store: AutosaveStore) -> list[DraftInfo]:
+    """The saved drafts a person worked on (newest first): the only ones worth offering back."""
+    return [d for d in store.drafts() if d.worked_on]
+
+
+def describe_draft(info: DraftInfo, study_name: str = "") -> str:
+    """One line for a saved draft: the patient and study, its state, when it was last changed, how long it is."""
+    what = study_name or info.study_description or f"Study {info.study_key[-12:]}"
+    state = "signed, not yet exported" if info.signed else "unsigned draft, edited"
     return f"{what} – {state} – last changed {local_time(info.modified_at)} – {info.sentences} sentences"
 
 
@@ -50,29 +61,33 @@ def local_time(iso: str) -> str:
 
 
 class RecoveryDialog(QDialog):
-    """The saved drafts, each with a check box (all checked), and Restore / Keep for later / Discard.
+    """The drafts to recover, each with a check box (all checked), and Restore / Keep for later / Discard.
 
-    ``open()`` for tests, ``exec()`` in the application; after ``accepted``,
-    ``documents()`` are the restored drafts.
+    Not modal: the window stays usable behind it. After Restore, ``documents()``
+    are the restored drafts and ``restored`` carries them.
     """
 
+    restored = Signal(list)  # list[ReportDocument]
+
     def __init__(self, store: AutosaveStore, drafts: list[DraftInfo] | None = None,
-                 parent: QWidget | None = None) -> None:
+                 parent: QWidget | None = None, study_name: StudyNamer | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Recover unfinished reports")
+        self.setModal(False)
         self.setMinimumWidth(560)
         self.store = store
         self._documents: list[ReportDocument] = []
-        drafts = store.drafts() if drafts is None else drafts
+        drafts = recoverable_drafts(store) if drafts is None else drafts
+        name = study_name or (lambda _key: "")
         layout = QVBoxLayout(self)
-        intro = QLabel(f"{len(drafts)} report(s) were being written when the workstation last stopped and "
-                       "have not been signed and exported. Restore them to carry on where you left off.")
+        intro = QLabel(f"{len(drafts)} report(s) you were working on when the workstation last stopped have "
+                       "not been signed and exported. Restore them to carry on where you left off.")
         intro.setWordWrap(True)
         layout.addWidget(intro)
         self.list = QListWidget()
         self.list.setWordWrap(True)
         for info in drafts:
-            item = QListWidgetItem(describe_draft(info))
+            item = QListWidgetItem(describe_draft(info, name(info.study_key)))
             item.setData(KEY_ROLE, info.study_key)
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
             item.setCheckState(Qt.CheckState.Checked)
@@ -110,6 +125,7 @@ class RecoveryDialog(QDialog):
         self._documents = docs
         logger.info("restored %d autosaved report draft(s)", len(docs))
         self.accept()
+        self.restored.emit(docs)
 
     def discard_selected(self, confirm: bool = True) -> int:
         """Delete the checked drafts (after a confirmation); returns how many were deleted."""
@@ -131,15 +147,19 @@ class RecoveryDialog(QDialog):
         return removed
 
 
-def offer_recovery(parent: QWidget | None, store: AutosaveStore) -> list[ReportDocument]:
-    """On start: if drafts were left, ask (modally) which to restore; the restored documents, else []."""
-    drafts = store.drafts()
+def offer_recovery(parent: QWidget | None, store: AutosaveStore,
+                   on_restore: Callable[[list[ReportDocument]], None],
+                   study_name: StudyNamer | None = None) -> RecoveryDialog | None:
+    """On start: if reports a person worked on were left, show (without blocking) which to restore.
+
+    ``on_restore`` receives the restored documents; the dialog is returned (None when
+    there is nothing to offer) and deletes itself when closed.
+    """
+    drafts = recoverable_drafts(store)
     if not drafts:
-        return []
-    dialog = RecoveryDialog(store, drafts, parent)
-    try:
-        if dialog.exec() == QDialog.DialogCode.Accepted:
-            return dialog.documents()
-        return []
-    finally:
-        dialog.deleteLater()
+        return None
+    dialog = RecoveryDialog(store, drafts, parent, study_name)
+    dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    dialog.restored.connect(on_restore)
+    dialog.show()
+    return dialog
