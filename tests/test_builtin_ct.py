@@ -21,9 +21,10 @@ import pytest
 from scipy import ndimage as ndi
 
 from inference import CancelledError, CancelToken, DeviceChoice, ModelError, ModelOutput, RunContext, Volume
+from inference.acquisition import is_sharp_kernel
 from inference.builtin_ct import BuiltinCTModel
 from inference.builtin_ct import table as t
-from inference.builtin_ct.measurements import is_sharp_kernel, laa_cautions
+from inference.builtin_ct.measurements import laa_cautions
 
 LABEL_NAMES = ["body", "lung_right", "lung_left", "airway", "bone_cortex", "bone_marrow", "muscle",
                "subcutaneous_fat", "visceral_fat", "lung_nodule"]

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from inference.acquisition import is_sharp_kernel
 from inference.builtin_ct import assemble as a
 from inference.builtin_ct import soft_tissue as st
 from inference.builtin_ct import table as t
@@ -35,7 +36,6 @@ logger = logging.getLogger(__name__)
 MAX_LAA_THICKNESS_MM = 1.5
 LUNG_LEVEL_FRACTION = 0.05
 MIN_LUNG_ML = 50.0  # less than this is a lung base or apex clipped by the scan, not a measurable lung
-_SHARP_WORDS = ("LUNG", "BONE", "SHARP", "EDGE", "DETAIL", "CHST", "HIGH RES")
 
 
 @dataclass
@@ -48,29 +48,6 @@ class ScanInfo:
     slice_z_mm: npt.NDArray[np.float64]  # LPS z of each canonical full-resolution slice
     spacing_z_mm: float
     notes: list[str] = field(default_factory=list)
-
-
-def is_sharp_kernel(kernel: str) -> bool:
-    """Whether a reconstruction kernel name is a sharp (lung/bone/high-frequency) kernel.
-
-    Siemens B/Br/Bl/I/Q/Hr kernels numbered >= 50 (B60f, Br59, I70f), Canon/Toshiba
-    FC5x and FC8x, GE LUNG/BONE/BONEPLUS/EDGE/DETAIL/CHST, Philips D, E, L and Y* kernels.
-    """
-    for part in re.split(r"[\\/,;]+", kernel.upper()):
-        word = part.strip()
-        if not word:
-            continue
-        if any(w == word or word.startswith(w) for w in _SHARP_WORDS):
-            return True
-        m = re.match(r"^(?:[A-Z]{1,2})(\d{2})[A-Z]?\b", word)
-        if m and not word.startswith("FC") and int(m.group(1)) >= 50:
-            return True
-        m = re.match(r"^FC(\d{1,2})$", word)
-        if m and int(m.group(1)) >= 50:
-            return True
-        if re.fullmatch(r"D|E|L|Y[A-Z]?", word):
-            return True
-    return False
 
 
 def _contrast(metadata: dict[str, Any]) -> bool:

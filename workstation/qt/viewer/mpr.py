@@ -265,7 +265,7 @@ class MprViewer(OverlayControl, CineControl, QWidget):
         vol = self.state.volume
         assert vol is not None
         self.wl_floor = INT_WL_FLOOR if vol.array.dtype.kind in "iub" else 0.0
-        preset = self.preset_book.default_for(vol.modality)
+        preset = self.preset_book.default_for(vol.modality, vol.metadata)
         if preset is not None:
             self.state.wl_name = ""
             self.set_window_level(preset.window, preset.level, preset.name)

@@ -1,9 +1,14 @@
 """Window/level presets (``resources/presets/window_level.json``) and the automatic window.
 
 CT values are absolute (HU), so fixed presets work (lung, mediastinum, abdomen,
-bone, brain). MR and other modalities have arbitrary units: their window comes
-from percentiles of a small subsample of the loaded slices, cheap enough to run
-right after the first slice of a streamed series arrives.
+bone, brain). The first window of a CT follows the series, as a radiologist
+would set it: the file's ``default_rules`` match the body region and kernel
+(``inference.acquisition``) in order (a chest CT with a lung kernel opens in the
+lung window, other chest CTs in the mediastinal one, a head CT in the brain
+window), the modality's ``default`` otherwise. MR and other modalities have
+arbitrary units: their window comes from percentiles of a small subsample of
+the loaded slices, cheap enough to run right after the first slice of a
+streamed series arrives.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from inference.acquisition import body_region, is_sharp_kernel
 from workstation.settings import resources_dir
 
 logger = logging.getLogger(__name__)
@@ -38,20 +44,46 @@ class Preset:
 
 
 @dataclass(frozen=True)
+class DefaultRule:
+    """The preset a series opens in when its region (and, if given, kernel sharpness) match.
+
+    ``region`` '' matches a series whose region the header does not tell;
+    ``sharp_kernel`` None matches any kernel.
+    """
+
+    preset: str
+    region: str | None = None
+    sharp_kernel: bool | None = None
+
+    def matches(self, region: str, sharp: bool) -> bool:
+        """Whether a series of this region and kernel sharpness opens in ``preset``."""
+        return ((self.region is None or self.region == region)
+                and (self.sharp_kernel is None or self.sharp_kernel == sharp))
+
+
+@dataclass(frozen=True)
 class PresetBook:
-    """Presets per modality (upper case), each modality's default preset id, and the auto percentiles."""
+    """Presets per modality (upper case), each modality's default preset id and rules, and the auto percentiles."""
 
     presets: dict[str, tuple[Preset, ...]] = field(default_factory=dict)
     defaults: dict[str, str] = field(default_factory=dict)
     auto_percentiles: tuple[float, float] = (1.0, 99.0)
+    rules: dict[str, tuple[DefaultRule, ...]] = field(default_factory=dict)
 
     def for_modality(self, modality: str) -> tuple[Preset, ...]:
         """The presets of a modality (empty: use the automatic window)."""
         return self.presets.get(modality.upper(), ())
 
-    def default_for(self, modality: str) -> Preset | None:
-        """The preset a freshly opened series of this modality shows, if any."""
+    def default_for(self, modality: str, metadata: dict[str, Any] | None = None) -> Preset | None:
+        """The preset a freshly opened series shows, if any: the first rule its header matches, else the
+        modality's default. ``metadata`` is the volume's (body part, descriptions, kernel)."""
         wanted = self.defaults.get(modality.upper())
+        if metadata is not None:
+            region = body_region(metadata)
+            sharp = is_sharp_kernel(str(metadata.get("kernel") or ""))
+            rule = next((r for r in self.rules.get(modality.upper(), ()) if r.matches(region, sharp)), None)
+            if rule is not None:
+                wanted = rule.preset
         presets = self.for_modality(modality)
         return next((p for p in presets if p.id == wanted), presets[0] if presets else None)
 
@@ -65,12 +97,15 @@ _FALLBACK = PresetBook(
                     Preset("3", "abdomen", "Abdomen", 400, 40), Preset("4", "bone", "Bone", 2000, 500),
                     Preset("5", "brain", "Brain", 80, 40))},
     defaults={"CT": "abdomen"},
+    rules={"CT": (DefaultRule("lung", "chest", True), DefaultRule("mediastinum", "chest"),
+                  DefaultRule("bone", "head", True), DefaultRule("brain", "head"), DefaultRule("lung", "", True))},
 )
 
 
 def _parse(data: dict[str, Any]) -> PresetBook:
     presets: dict[str, tuple[Preset, ...]] = {}
     defaults: dict[str, str] = {}
+    rules: dict[str, tuple[DefaultRule, ...]] = {}
     for modality, entry in data.get("modalities", {}).items():
         items = tuple(Preset(str(p["key"]), str(p["id"]), str(p["name"]), float(p["window"]), float(p["level"]))
                       for p in entry.get("presets", []))
@@ -79,10 +114,17 @@ def _parse(data: dict[str, Any]) -> PresetBook:
         presets[modality.upper()] = items
         if "default" in entry:
             defaults[modality.upper()] = str(entry["default"])
+        ids = {p.id for p in items}
+        parsed = tuple(DefaultRule(str(r["preset"]), r.get("region"), r.get("sharp_kernel"))
+                       for r in entry.get("default_rules", []))
+        unknown = [r.preset for r in parsed if r.preset not in ids]
+        if unknown:
+            raise ValueError(f"{modality}: default_rules name unknown presets {unknown}")
+        rules[modality.upper()] = parsed
     lo, hi = (float(v) for v in data.get("auto_percentiles", (1.0, 99.0)))
     if not 0.0 <= lo < hi <= 100.0:
         raise ValueError(f"auto_percentiles must rise within 0..100, got {lo}, {hi}")
-    return PresetBook(presets, defaults, (lo, hi))
+    return PresetBook(presets, defaults, (lo, hi), rules)
 
 
 def load_presets(path: Path | None = None) -> PresetBook:
