@@ -3,11 +3,30 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 logger = logging.getLogger(__name__)
+
+_SIDES = ("left", "right")
+
+
+def readable_name(name: str, *, capitalize: bool = False) -> str:
+    """A label name as a reader says it: ``lung_right`` -> ``right lung`` (``Right lung`` capitalised).
+
+    Underscores become spaces and a ``left``/``right`` word moves to the front.
+    The one rule for label names in the findings, the report, the exports and
+    every panel (panels capitalise it).
+    """
+    words = [w for w in re.split(r"[_\s]+", name.strip().lower()) if w]
+    side = next((w for w in words if w in _SIDES), None)
+    if side is not None:
+        words.remove(side)
+        words.insert(0, side)
+    text = " ".join(words)
+    return text[:1].upper() + text[1:] if capitalize else text
 
 
 @dataclass(frozen=True)

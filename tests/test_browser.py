@@ -17,8 +17,6 @@ from workstation.index import StudyIndex, import_paths
 from workstation.qt.browser import (
     AI_LOOK,
     COL_AI,
-    COL_IMAGES,
-    COL_KIND,
     COL_MODALITY,
     COL_NAME,
     AiStatus,
@@ -75,6 +73,29 @@ def wait_for_thumbnails(qtbot: QtBot, widget: StudyBrowser, ids: list[int]) -> N
     qtbot.waitUntil(lambda: all(widget.has_thumbnail(i) for i in ids), timeout=30_000)
 
 
+def test_descriptions_are_read_whole_at_the_default_dock_width(qtbot: QtBot, demo_folder: Path,
+                                                               shared_data: Path) -> None:
+    """The window gives the Studies dock 450 px: no study or series description may be cut to "…"."""
+    settings = get_settings()
+    import_into(settings, demo_folder, shared_data / CT_ABDOMEN)
+    widget = StudyBrowser(settings)
+    qtbot.addWidget(widget)
+    widget.resize(450, 600)
+    widget.show()
+    qtbot.waitExposed(widget)
+    metrics = widget.tree.fontMetrics()
+    name_width = widget.tree.header().sectionSize(COL_NAME)
+    for item in rows(widget)[1:]:
+        if item.parent() is None:  # patient rows span every column
+            continue
+        depth = 1 + (item.parent().parent() is not None)
+        icon = 0 if item.icon(COL_NAME).isNull() else widget.tree.iconSize().width() + 8
+        room = name_width - depth * widget.tree.indentation() - icon - 12
+        widest = max(metrics.horizontalAdvance(line) for line in item.text(COL_NAME).split("\n"))
+        assert widest <= room, f"{item.text(COL_NAME)!r} needs {widest} px, has {room}"
+    widget.shutdown()
+
+
 def test_empty_index_shows_how_to_get_started(browser: StudyBrowser) -> None:
     assert browser.tree.topLevelItemCount() == 0
     assert browser.empty.isVisible() and "Drop a folder" in browser.empty.text()
@@ -90,12 +111,12 @@ def test_demo_and_real_ct_are_listed_with_thumbnails(qtbot: QtBot, browser: Stud
     assert patients == ["Anonymous — no ID", "DEMO, Phantom — ID DEMO0001 · M · 68 y · born 1956-02-10"]
     demo = browser.series_item(demo_id)
     assert demo is not None
-    assert demo.text(COL_NAME) == "#2  Thorax 2.5 B30f"
-    assert (demo.text(COL_MODALITY), demo.text(COL_IMAGES), demo.text(COL_KIND)) == ("CT", "40", "3-D volume")
-    assert demo.parent().text(COL_NAME) == "2024-03-15   CT CHEST WITHOUT CONTRAST"
+    assert demo.text(COL_NAME) == "#2  Thorax 2.5 B30f\n40 images · 3-D volume"
+    assert demo.text(COL_MODALITY) == "CT"
+    assert demo.parent().text(COL_NAME) == "2024-03-15   CT CHEST WITHOUT CONTRAST\n1 series · 40 images"
     ct = browser.series_item(ct_id)
-    assert ct is not None and ct.text(COL_NAME) == "CT Body 3.0" and ct.text(COL_IMAGES) == "20"
-    assert ct.parent().text(COL_NAME) == "2022-12-08   (no study description)"
+    assert ct is not None and ct.text(COL_NAME) == "CT Body 3.0\n20 images · 3-D volume"
+    assert ct.parent().text(COL_NAME) == "2022-12-08   (no study description)\n1 series · 20 images"
     assert "Grid 20 × 512 × 512" in ct.toolTip(COL_NAME)
     wait_for_thumbnails(qtbot, browser, [demo_id, ct_id])
     for item in (demo, ct):

@@ -97,7 +97,7 @@ def test_read_a_real_ct_run_ai_and_follow_a_finding(qtbot: QtBot, window: MainWi
     assert shown.args == [series_id]
     assert window.browser.ai_status(series_id).value == "done"
     qtbot.wait(50)
-    assert _colourful(_image(axial)) > grey + 2000, "the label map is drawn over the axial view"
+    assert _colourful(_image(axial)) > grey + 500, "the label map is drawn over the axial view (organs outlined)"
     assert window.findings.row_count() > 5
     # the report panel drafts the study's report from the result (template drafter: no LLM configured)
     qtbot.waitUntil(lambda: window.report.state == "editing", timeout=60_000)

@@ -488,6 +488,7 @@ def test_overlay_is_drawn_in_the_label_colours_and_toggles(qtbot: QtBot, viewer:
     viewer.go_to_index((5, 30, 30))
     viewer.set_overlay(labels, TABLE)
     viewer.set_overlay_opacity(1.0)
+    viewer.set_overlay_mode("fill")
     axial = viewer.view("axial")
     liver, kidney = widget_point(axial, (5, 20, 20)), widget_point(axial, (5, 45, 42))
 

@@ -1,7 +1,9 @@
 """The study browser: patients, their studies (newest first) and series, from the study index.
 
-Each series row shows a thumbnail of its middle slice, modality, number of images,
-what it is (3-D volume, 4-D, single image, localizer, document) and its AI status.
+Each series row shows a thumbnail of its middle slice, its number and description
+with, on a second line, how many images and what it is (3-D volume, 4-D, single
+image, localizer, document), then modality and AI status. Two lines, not more
+columns: at the dock's default width every description is read whole.
 Double click or Enter on a series emits ``seriesActivated``; folders, zips or files
 dropped on the browser emit ``importRequested``. A filter box narrows the tree.
 """
@@ -37,7 +39,8 @@ logger = logging.getLogger(__name__)
 SERIES_ROLE = Qt.ItemDataRole.UserRole + 1
 LEVEL_ROLE = Qt.ItemDataRole.UserRole + 2
 KEY_ROLE = Qt.ItemDataRole.UserRole + 3
-COL_NAME, COL_MODALITY, COL_IMAGES, COL_KIND, COL_AI = range(5)
+COL_NAME, COL_MODALITY, COL_AI = range(3)
+INDENT = 14
 ICON_SIZE = 64
 
 KIND_TEXT = {
@@ -142,8 +145,9 @@ class StudyBrowser(QWidget):
         self.search.setClearButtonEnabled(True)
         self.search.textChanged.connect(self._apply_filter)
         self.tree = QTreeWidget()
-        self.tree.setColumnCount(5)
-        self.tree.setHeaderLabels(["Patient / study / series", "Mod.", "Images", "Kind", "AI"])
+        self.tree.setColumnCount(3)
+        self.tree.setHeaderLabels(["Patient / study / series", "Mod.", "AI"])
+        self.tree.setIndentation(INDENT)
         self.tree.setIconSize(QSize(ICON_SIZE, ICON_SIZE))
         self.tree.setUniformRowHeights(False)
         self.tree.setAlternatingRowColors(False)
@@ -151,8 +155,7 @@ class StudyBrowser(QWidget):
         header = self.tree.header()
         header.setStretchLastSection(False)
         header.setSectionResizeMode(COL_NAME, header.ResizeMode.Stretch)
-        for col in (COL_MODALITY, COL_IMAGES, COL_KIND):
-            header.setSectionResizeMode(col, header.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(COL_MODALITY, header.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(COL_AI, header.ResizeMode.Fixed)
         widest = max(self.tree.fontMetrics().horizontalAdvance(text) for text, _ in AI_LOOK.values())
         header.resizeSection(COL_AI, widest + 56)  # text, status dot and margins: never elided
@@ -251,7 +254,7 @@ class StudyBrowser(QWidget):
     # --- building ------------------------------------------------------------------
     def _add_patient(self, studies: list[dict[str, Any]], by_study: dict[int, list[Any]]) -> None:
         first = studies[0]
-        top = QTreeWidgetItem([patient_text(first, first["date"]), "", "", "", ""])
+        top = QTreeWidgetItem([patient_text(first, first["date"]), "", ""])
         font = QFont(top.font(COL_NAME))
         font.setBold(True)
         top.setFont(COL_NAME, font)
@@ -269,9 +272,8 @@ class StudyBrowser(QWidget):
         desc = text_or_none(study["description"]) or "(no study description)"
         modalities = "/".join(sorted({r.modality for r in rows if r.modality}))
         images = sum(int((r.summary or {}).get("instances") or 0) for r in rows)
-        item = QTreeWidgetItem([f"{date}   {desc}", modalities, str(images) if images else "",
-                                f"{len(rows)} series", ""])
-        item.setTextAlignment(COL_IMAGES, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        counts = f"{len(rows)} series" + (f" · {images} images" if images else "")
+        item = QTreeWidgetItem([f"{date}   {desc}\n{counts}", modalities, ""])
         tip = [f"Study date {date}", desc]
         if study.get("accession"):
             tip.append(f"Accession {study['accession']}")
@@ -292,12 +294,11 @@ class StudyBrowser(QWidget):
         kind = KIND_TEXT.get(row.kind, row.kind or "")
         if row.kind == "multi_volume" and summary.get("volumes"):
             kind = f"4-D ({summary['volumes']} volumes)"
-        item = QTreeWidgetItem([f"{number}{description}", row.modality,
-                                str(instances) if instances else "", kind, ""])
+        what = " · ".join(x for x in (f"{instances} images" if instances else "", kind) if x)
+        item = QTreeWidgetItem([f"{number}{description}\n{what}", row.modality, ""])
         item.setData(COL_NAME, SERIES_ROLE, row.id)
         item.setData(COL_NAME, LEVEL_ROLE, "series")
         item.setToolTip(COL_NAME, _series_tooltip(row, summary))
-        item.setTextAlignment(COL_IMAGES, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         parent.addChild(item)
         self._items[row.id] = item
         self._paint_ai(item, self._ai.get(row.id, AiStatus.NONE))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -17,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from inference.findings_model import Lesion, StructureFinding
+from inference.labels import readable_name
 
 logger = logging.getLogger(__name__)
 
@@ -45,18 +45,8 @@ class FindingTarget:
 
 
 def display_name(name: str) -> str:
-    """``lung_right`` -> ``Right lung``; ``subcutaneous_fat`` -> ``Subcutaneous fat``.
-
-    The same rule as the engine's ``readable_name`` (which lives beside scipy code
-    the GUI should not import at start-up): a left/right word moves to the front.
-    """
-    words = [w for w in re.split(r"[_\s]+", name.strip().lower()) if w]
-    side = next((w for w in words if w in ("left", "right")), None)
-    if side is not None:
-        words.remove(side)
-        words.insert(0, side)
-    text = " ".join(words)
-    return text[:1].upper() + text[1:]
+    """``lung_right`` -> ``Right lung``: the engine's ``readable_name``, capitalised for a panel."""
+    return readable_name(name, capitalize=True)
 
 
 def _voxel(centroid: tuple[float, float, float], shape: tuple[int, ...]) -> Index3:

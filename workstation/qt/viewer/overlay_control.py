@@ -20,7 +20,7 @@ from workstation.qt.viewer.state import OverlayMode, OverlayState, ViewerState, 
 
 logger = logging.getLogger(__name__)
 
-OVERLAY_MODES: tuple[OverlayMode, ...] = ("fill", "outline")
+OVERLAY_MODES: tuple[OverlayMode, ...] = ("auto", "fill", "outline")
 
 
 class OverlayControl:
@@ -28,7 +28,7 @@ class OverlayControl:
 
     state: ViewerState
     _overlay_opacity: float = 0.5
-    _overlay_mode: OverlayMode = "fill"
+    _overlay_mode: OverlayMode = "auto"
 
     def _update_views(self) -> None:
         raise NotImplementedError
@@ -86,19 +86,21 @@ class OverlayControl:
         return self._overlay_opacity
 
     def set_overlay_mode(self, mode: OverlayMode | str) -> None:
-        """``fill`` paints regions, ``outline`` only their edges (the anatomy stays visible inside)."""
+        """``fill`` paints regions, ``outline`` only their edges (the anatomy stays visible inside), ``auto``
+        fills lesions and outlines the rest."""
         if mode not in OVERLAY_MODES:
             raise ValueError(f"overlay mode must be one of {OVERLAY_MODES}, got {mode!r}")
         self._overlay_mode = mode
         ov = self.state.overlay
         if ov is not None:
             ov.mode = self._overlay_mode
+            ov.filled = ov.fill_table()
             ov.version = next_version()
         self._update_views()
         self._emit_overlay_changed()
 
     def overlay_mode(self) -> OverlayMode:
-        """``fill`` or ``outline``."""
+        """``auto``, ``fill`` or ``outline``."""
         return self._overlay_mode
 
     def set_overlay_visible(self, visible: bool) -> None:

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from inference.labels import readable_name
 from workstation.qt.viewer.mpr import MprViewer
 
 logger = logging.getLogger(__name__)
@@ -52,11 +53,15 @@ class OverlayPanel(QWidget):
         self.opacity.setRange(0, 100)
         self.opacity_label = QLabel()
         self.opacity_label.setMinimumWidth(40)
+        self.auto_button = QRadioButton("Outline organs, fill lesions")
         self.fill_button = QRadioButton("Fill")
         self.outline_button = QRadioButton("Outline")
         self._mode_group = QButtonGroup(self)
-        self._mode_group.addButton(self.fill_button)
-        self._mode_group.addButton(self.outline_button)
+        self._mode_buttons: dict[str, QRadioButton] = {
+            "auto": self.auto_button, "fill": self.fill_button, "outline": self.outline_button}
+        for mode, button in self._mode_buttons.items():
+            self._mode_group.addButton(button)
+            button.toggled.connect(lambda checked, m=mode: self._on_mode(m, checked))
         self.labels = QListWidget()
         self.labels.setObjectName("overlayLegend")
         self.all_button = QPushButton("All")
@@ -67,6 +72,7 @@ class OverlayPanel(QWidget):
         row_opacity.addWidget(self.opacity, 1)
         row_opacity.addWidget(self.opacity_label)
         row_mode = QHBoxLayout()
+        row_mode.addWidget(self.auto_button)
         row_mode.addWidget(self.fill_button)
         row_mode.addWidget(self.outline_button)
         row_mode.addStretch(1)
@@ -83,7 +89,6 @@ class OverlayPanel(QWidget):
 
         self.show_check.toggled.connect(self._on_show)
         self.opacity.valueChanged.connect(self._on_opacity)
-        self.fill_button.toggled.connect(self._on_mode)
         self.labels.itemChanged.connect(self._on_item)
         self.all_button.clicked.connect(lambda: self._set_all(True))
         self.none_button.clicked.connect(lambda: self._set_all(False))
@@ -109,13 +114,12 @@ class OverlayPanel(QWidget):
             opacity = v.overlay_opacity() if v is not None else 0.5
             self.opacity.setValue(round(opacity * 100))
             self.opacity_label.setText(f"{round(opacity * 100)} %")
-            mode = v.overlay_mode() if v is not None else "fill"
-            (self.fill_button if mode == "fill" else self.outline_button).setChecked(True)
+            self._mode_buttons[v.overlay_mode() if v is not None else "auto"].setChecked(True)
             key = tuple((lab.value, lab.name, lab.color) for lab in ov.table) if ov is not None else ()
             if key != self._table_key:
                 self.labels.clear()
                 for lab in ov.table if ov is not None else ():
-                    item = QListWidgetItem(swatch(lab.color), lab.name)
+                    item = QListWidgetItem(swatch(lab.color), readable_name(lab.name, capitalize=True))
                     item.setData(VALUE_ROLE, lab.value)
                     item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
                     item.setToolTip(f"label {lab.value}" + (" (lesion)" if lab.lesion else ""))
@@ -145,9 +149,9 @@ class OverlayPanel(QWidget):
         if not self._syncing and self.viewer is not None:
             self.viewer.set_overlay_opacity(value / 100.0)
 
-    def _on_mode(self, fill_checked: bool) -> None:
-        if not self._syncing and self.viewer is not None:
-            self.viewer.set_overlay_mode("fill" if fill_checked else "outline")
+    def _on_mode(self, mode: str, checked: bool) -> None:
+        if checked and not self._syncing and self.viewer is not None:
+            self.viewer.set_overlay_mode(mode)
 
     def _on_item(self, item: QListWidgetItem) -> None:
         if not self._syncing and self.viewer is not None:

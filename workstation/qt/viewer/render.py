@@ -123,14 +123,21 @@ def outline(labels: npt.NDArray[Any]) -> npt.NDArray[Any]:
     return np.where(edge, labels, 0)
 
 
-def overlay_image(labels: npt.NDArray[Any], lut: npt.NDArray[np.uint32], mode: str = "fill") -> QImage | None:
+def overlay_image(labels: npt.NDArray[Any], lut: npt.NDArray[np.uint32],
+                  filled: npt.NDArray[np.bool_] | None = None) -> QImage | None:
     """An ARGB32 (premultiplied) QImage of a 2-D label slice; ``None`` when no pixel is visible.
 
-    Alpha is 0 or 255, so premultiplied pixels hold the exact label colours;
-    the painter's opacity blends the overlay over the image.
+    ``filled[value]`` says which labels are painted whole; the others show only
+    their edges (``None``: every label whole). Alpha is 0 or 255, so
+    premultiplied pixels hold the exact label colours; the painter's opacity
+    blends the overlay over the image.
     """
-    if mode == "outline":
-        labels = outline(labels)
+    if filled is not None and not filled.all():
+        edges = outline(labels)
+        if filled.any():
+            whole = np.take(filled, labels, mode="clip")
+            edges = np.where(whole, labels, edges)
+        labels = edges
     if not labels.any():
         return None
     h, w = labels.shape

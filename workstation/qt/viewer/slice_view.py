@@ -195,7 +195,7 @@ class SliceView(QWidget):
         ov = st.overlay
         okey = (st.volume_version, s, ov.version, ov.mode) if ov is not None else None
         if okey != self._overlay_key:
-            self._overlay = None if ov is None else overlay_image(g.extract(ov.labelmap, s), ov.lut, ov.mode)
+            self._overlay = None if ov is None else overlay_image(g.extract(ov.labelmap, s), ov.lut, ov.filled)
             self._overlay_key = okey
 
     def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802

@@ -28,7 +28,8 @@ Tool = Literal["wl", "crosshair", "ruler", "roi", "pan", "zoom"]
 TOOLS: tuple[Tool, ...] = ("wl", "crosshair", "ruler", "roi", "pan", "zoom")
 TOOL_NAMES: dict[str, str] = {"wl": "W/L", "crosshair": "Crosshair", "ruler": "Ruler", "roi": "ROI",
                               "pan": "Pan", "zoom": "Zoom"}
-OverlayMode = Literal["fill", "outline"]
+OverlayMode = Literal["auto", "fill", "outline"]
+"""``auto``: lesions filled, organs and tissues outlined (the anatomy stays readable inside them)."""
 _VERSIONS = itertools.count(1)
 
 
@@ -63,16 +64,30 @@ class OverlayState:
     table: LabelTable
     max_value: int
     opacity: float = 0.5
-    mode: OverlayMode = "fill"
+    mode: OverlayMode = "auto"
     visible: bool = True
     hidden: set[int] = field(default_factory=set)
     lut: npt.NDArray[np.uint32] = field(default_factory=lambda: np.zeros(1, np.uint32))
     version: int = 0
+    filled: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(1, np.bool_))
 
     def refresh_lut(self) -> None:
         """Rebuild the colour table after a visibility change; views re-render on the new version."""
         self.lut = colour_table(self.table, self.max_value, self.hidden)
+        self.filled = self.fill_table()
         self.version = next_version()
+
+    def fill_table(self) -> npt.NDArray[np.bool_]:
+        """Per label value, whether it is painted whole: every label in ``fill`` mode, none in ``outline``,
+        lesion labels only in ``auto`` (a nodule is seen at a glance, a lung outline hides no parenchyma)."""
+        filled = np.zeros(self.max_value + 1, dtype=np.bool_)
+        if self.mode == "fill":
+            filled[:] = True
+        elif self.mode == "auto":
+            for lab in self.table:
+                if lab.lesion and 0 <= lab.value <= self.max_value:
+                    filled[lab.value] = True
+        return filled
 
 
 @dataclass
