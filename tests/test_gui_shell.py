@@ -9,7 +9,7 @@ from pytestqt.qtbot import QtBot
 
 from tests import dicom_factory as f
 from workstation.qt.app import create_main_window
-from workstation.qt.browser import COL_IMAGES, COL_KIND, COL_MODALITY, SERIES_ROLE
+from workstation.qt.browser import COL_MODALITY, COL_NAME, SERIES_ROLE
 from workstation.settings import get_settings
 
 
@@ -31,8 +31,7 @@ def test_import_runs_off_the_gui_thread_and_fills_the_browser(qtbot: QtBot, tmp_
     assert result.added == 5
     assert window.browser.tree.topLevelItemCount() == 1  # one patient
     series = window.browser.tree.topLevelItem(0).child(0).child(0)  # patient -> study -> series
-    assert series.text(COL_MODALITY) == "CT" and "volume" in series.text(COL_KIND)
-    assert series.text(COL_IMAGES) == "5"
+    assert series.text(COL_MODALITY) == "CT" and series.text(COL_NAME).endswith("\n5 images · 3-D volume")
     assert "1 rejected" in window.statusBar().currentMessage()
     assert shown and "bad.dcm" in shown[0], "the user is told which file was rejected and why"
     window.browser.tree.setCurrentItem(series)
