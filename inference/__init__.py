@@ -25,7 +25,7 @@ from inference.errors import (
 )
 from inference.findings_model import Findings, Lesion, Measurement, StructureFinding, side_of
 from inference.labels import Code, Label, LabelTable, default_color
-from inference.volume import LPS_TO_RAS, Volume, affine_from_geometry
+from inference.volume import LPS_TO_RAS, SourceImage, SourceImages, Volume, affine_from_geometry
 
 __all__ = [
     "LPS_TO_RAS",
@@ -48,6 +48,8 @@ __all__ = [
     "ProgressCallback",
     "Provenance",
     "RunContext",
+    "SourceImage",
+    "SourceImages",
     "StructureFinding",
     "UnreadableFileError",
     "Volume",

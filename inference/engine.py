@@ -92,6 +92,7 @@ class Engine:
         """Run one request to completion (or ``CancelledError``/``ModelError``)."""
         from inference.device import choose_device, release_device_memory
         from inference.findings import compute_findings
+        from inference.findings_lesions import attach_image_refs
 
         cancel = cancel or CancelToken()
         volume = request.volume
@@ -126,6 +127,7 @@ class Engine:
         findings.cautions.extend(c for c in output.cautions if c not in findings.cautions)
         if output.lesions:
             findings.lesions = output.lesions
+            attach_image_refs(volume, findings.lesions)  # a model's own lesions name their image too
         timings["findings"] = time.perf_counter() - t1
         timings["total"] = time.perf_counter() - t0
         ctx.progress(1.0, "done")

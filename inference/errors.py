@@ -31,5 +31,18 @@ class GeometryError(WorkstationError):
     """The slices' geometry is inconsistent or was refused (e.g. non-uniform spacing)."""
 
 
+class InterpolatedSeriesError(GeometryError):
+    """Analysis refused: too many of a series' slices would be made up by interpolation between source slices.
+
+    ``interpolated`` of ``total`` grid slices lie away from every acquired slice;
+    the message names the series and the largest gaps. The user may override.
+    """
+
+    def __init__(self, message: str, *, interpolated: int, total: int) -> None:
+        self.interpolated = interpolated
+        self.total = total
+        super().__init__(message)
+
+
 class ModelError(WorkstationError):
     """A model could not be loaded or failed while running."""

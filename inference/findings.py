@@ -21,7 +21,10 @@ Definitions:
   centroid x of a label named "body" when the map has one, else the x of the
   centre of the volume grid.
 - Lesions: see ``inference.findings_lesions`` (components) and
-  ``inference.findings_geometry`` (diameters).
+  ``inference.findings_geometry`` (diameters); each names the acquired image
+  nearest its centre (``series_number``, ``instance_number``; ``inference.image_refs``).
+- ``zone``: lobe or zone and central/peripheral of each lesion in a lung
+  (``inference.findings_zones``), which may add a caution when the scan cuts a lung.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import numpy.typing as npt
 from inference.errors import GeometryError, ModelError
 from inference.findings_lesions import measure_lesions
 from inference.findings_model import Findings, StructureFinding, side_of
+from inference.findings_zones import assign_zones
 from inference.labels import LabelTable
 from inference.volume import Volume
 
@@ -72,7 +76,8 @@ def compute_findings(volume: Volume, labelmap: npt.NDArray[np.integer[Any]], lab
     One ``StructureFinding`` per label value present in the map (values absent
     from the map are skipped; values missing from the table are reported as
     "label N"), in label order, and one ``Lesion`` per connected component of
-    each ``lesion=True`` label. ``cautions`` stay empty: models add their own.
+    each ``lesion=True`` label. ``cautions`` hold only the zones' (a lung cut by
+    the scan range): models add their own.
     Raises ``GeometryError`` if the map's shape differs from the volume's and
     ``ModelError`` if it does not hold non-negative integers.
     """
@@ -98,6 +103,7 @@ def compute_findings(volume: Volume, labelmap: npt.NDArray[np.integer[Any]], lab
         ))
         if lab is not None and lab.lesion:
             findings.lesions.extend(measure_lesions(volume, labelmap, value, name, st.bbox, midline, label_table))
+    assign_zones(volume, labelmap, label_table, findings, midline)  # lobe or zone of each lung lesion
     logger.debug("findings: %d structures, %d lesions", len(findings.structures), len(findings.lesions))
     return findings
 

@@ -3,12 +3,15 @@
 Components are 3-D and 26-connected (voxels touching by a face, an edge or a
 corner belong together), so a small nodule digitised as diagonal steps is one
 lesion, not several. Work happens on the label's bounding box only.
+
+Each lesion names the image a radiologist goes to (``series_number``,
+``instance_number``): the acquired image nearest its centre along the slice
+normal (``inference.image_refs``), when the volume knows its source images.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,13 +21,13 @@ from scipy import ndimage
 
 from inference.findings_geometry import axial_axes, diameter, principal_min_extent
 from inference.findings_model import Lesion, side_of
-from inference.labels import LabelTable
+from inference.image_refs import image_ref
+from inference.labels import LabelTable, readable_name
 from inference.volume import Volume
 
 logger = logging.getLogger(__name__)
 
 CONNECTIVITY_26 = np.ones((3, 3, 3), dtype=bool)
-_SIDES = ("left", "right")
 
 
 def measure_lesions(
@@ -87,6 +90,7 @@ def _measure_one(volume: Volume, edges: npt.NDArray[np.float64], index: npt.NDAr
     # the grid axis most aligned with LPS z: slice for axial series, row for sagittal/coronal ones
     z_axis = int(np.argmax(np.abs(edges[2])))
     axial_slice = int(np.rint(index[axial.slab_mask, z_axis].mean()))
+    ref = image_ref(volume, point=centroid_lps)  # the image the viewer shows when it goes to the centre
     return Lesion(
         label=value, name=name, number=0, voxels=len(index),
         volume_ml=len(index) * volume.voxel_volume_ml,
@@ -95,7 +99,18 @@ def _measure_one(volume: Volume, edges: npt.NDArray[np.float64], index: npt.NDAr
         long_axis_mm=axial.long_mm, short_axis_mm=axial.short_mm,
         long_axis_3d_mm=long_3d, short_axis_3d_mm=min(principal_min_extent(edges, points), long_3d),
         axial_slice=axial_slice, side=side_of(float(centroid_lps[0]), midline_mm), location=location,
+        series_number=ref.series_number if ref is not None else None,
+        instance_number=ref.instance_number if ref is not None else None,
     )
+
+
+def attach_image_refs(volume: Volume, lesions: Sequence[Lesion]) -> None:
+    """Fill ``series_number``/``instance_number`` of lesions that lack them (e.g. a model's own lesions)."""
+    for les in lesions:
+        if les.instance_number is None:
+            ref = image_ref(volume, point=les.centroid_lps)
+            if ref is not None:
+                les.series_number, les.instance_number = ref.series_number, ref.instance_number
 
 
 def _location(shell_labels: npt.NDArray[np.integer[Any]], excluded: set[int], table: LabelTable) -> str:
@@ -109,19 +124,6 @@ def _location(shell_labels: npt.NDArray[np.integer[Any]], excluded: set[int], ta
     best = int(np.argmax(counts))
     lab = table.by_value(best)
     return readable_name(lab.name if lab is not None else f"label {best}")
-
-
-def readable_name(name: str) -> str:
-    """A label name as a report would say it: ``lung_right`` -> ``right lung``.
-
-    Underscores become spaces and a ``left``/``right`` word moves to the front.
-    """
-    words = [w for w in re.split(r"[_\s]+", name.strip().lower()) if w]
-    side = next((w for w in words if w in _SIDES), None)
-    if side is not None:
-        words.remove(side)
-        words.insert(0, side)
-    return " ".join(words)
 
 
 def _triple(a: Sequence[float] | npt.NDArray[np.float64]) -> tuple[float, float, float]:

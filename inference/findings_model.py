@@ -8,10 +8,28 @@ against them number by number.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 logger = logging.getLogger(__name__)
+
+UNIT_TEXT = {"cm2": "cm²", "mm2": "mm²", "cm3": "cm³", "mm3": "mm³"}
+"""Measurement units as stored (UCUM-like ASCII, as DICOM SR codes them) -> as a reader sees them."""
+
+
+def unit_text(unit: str) -> str:
+    """A unit as printed on screen and paper: ``cm2`` -> ``cm²`` (others unchanged)."""
+    return UNIT_TEXT.get(unit, unit)
+
+
+def lesion_volume_text(volume_ml: float) -> str:
+    """A lesion's volume as reports give it, in mm³ (nodule volumetry's unit): 5.558 mL -> ``5558 mm³``.
+
+    Organs and tissues are given in mL; the report text, the PDF and the findings panel all
+    follow this one rule, so a nodule never reads "5558 mm³" in one place and "5.56 mL" in another.
+    """
+    return f"{math.floor(volume_ml * 1000.0 + 0.5):d} mm³"  # half away from zero, as the report rounds
 
 
 @dataclass
@@ -52,6 +70,14 @@ class Lesion:
     axial_slice: int
     side: str
     location: str = ""
+    # The image a radiologist goes to: the source series' SeriesNumber and the
+    # DICOM InstanceNumber of the source image nearest the centre along the slice
+    # normal (None when the source does not say). Never a zero-based index.
+    series_number: int | None = None
+    instance_number: int | None = None
+    # Where in the lung: lobe when a lobe model labelled it, else zone
+    # ("right upper zone, peripheral"); empty outside the lungs.
+    zone: str = ""
 
 
 @dataclass

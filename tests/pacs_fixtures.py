@@ -383,3 +383,227 @@ def orthanc_env(shared_data: Path, work: Path) -> Iterator[PacsEnv]:
                           str(head.SeriesInstanceUID), node, local)
         finally:
             orthanc.stop()
+
+
+# --- TLS: a throw-away PKI, and an Orthanc speaking DICOM TLS and HTTPS --------------------------
+@dataclass
+class Pki:
+    """Certificates the TLS tests make with the ``openssl`` command (RSA 2048, PEM, valid two days).
+
+    ``server_*`` names localhost and 127.0.0.1 and is signed by ``ca`` (Orthanc's DICOM TLS and HTTPS,
+    and our listener); ``client_*`` is our client certificate, also from ``ca``; ``rogue_*`` names the
+    same hosts but comes from ``other_ca``; ``expired_cert`` is ``server_key``'s certificate, expired.
+    """
+
+    folder: Path
+    ca: Path
+    ca_key: Path
+    server_cert: Path
+    server_key: Path
+    server_pem: Path
+    client_cert: Path
+    client_key: Path
+    other_ca: Path
+    rogue_cert: Path
+    rogue_key: Path
+    expired_cert: Path
+
+
+def _openssl(*args: str | Path) -> None:
+    subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True, timeout=60)
+
+
+def _make_ca(folder: Path, name: str) -> tuple[Path, Path]:
+    cert, key = folder / f"{name}.crt", folder / f"{name}.key"
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "2",
+             "-subj", f"/CN=Workstation test {name}", "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    return cert, key
+
+
+def _make_leaf(folder: Path, name: str, ca: tuple[Path, Path], *, key: Path | None = None, days: int = 2,
+               serial: int = 1) -> tuple[Path, Path]:
+    """A certificate for localhost/127.0.0.1 signed by ``ca``; ``days`` < 0 makes an expired one."""
+    cert = folder / f"{name}.crt"
+    csr = folder / f"{name}.csr"
+    if key is None:
+        key = folder / f"{name}.key"
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", f"/CN={name}")
+    else:
+        _openssl("req", "-new", "-key", key, "-out", csr, "-subj", f"/CN={name}")
+    ext = folder / f"{name}.ext"
+    ext.write_text("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
+                   "extendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    _openssl("x509", "-req", "-in", csr, "-CA", ca[0], "-CAkey", ca[1], "-set_serial", str(serial),
+             "-days", str(days), "-sha256", "-extfile", ext, "-out", cert)
+    return cert, key
+
+
+def make_pki(folder: Path) -> Pki:
+    """A test CA with server and client certificates, another CA with a rogue server certificate, an expired one."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ca = _make_ca(folder, "ca")
+    other = _make_ca(folder, "other-ca")
+    server = _make_leaf(folder, "localhost", ca, serial=2)
+    client = _make_leaf(folder, "client", ca, serial=3)
+    rogue = _make_leaf(folder, "rogue", other, serial=4)
+    expired, _ = _make_leaf(folder, "expired", ca, key=server[1], days=-1, serial=5)
+    pem = folder / "localhost-with-key.pem"
+    pem.write_bytes(server[1].read_bytes() + server[0].read_bytes())
+    return Pki(folder, ca[0], ca[1], server[0], server[1], pem, client[0], client[1], other[0], rogue[0], rogue[1],
+               expired)
+
+
+class TlsProxy:
+    """A TLS front for a plain TCP port on 127.0.0.1: the HTTPS server in front of Orthanc's DICOMweb.
+
+    Orthanc 1.10.1's own HTTPS (civetweb built against OpenSSL 3, as Debian 12 ships it) crashes with
+    SIGSEGV right after the first TLS handshake, so the tests terminate TLS here, as a site's reverse
+    proxy would: a real TLS server (OpenSSL through ``ssl``, TLS 1.2+) with ``cert``/``key``, asking for
+    a client certificate from ``client_ca`` when given, then bytes forwarded both ways to the port.
+    """
+
+    def __init__(self, target_port: int, cert: Path, key: Path, client_ca: Path | None = None) -> None:
+        import ssl
+
+        self.target_port = target_port
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.minimum_version = ssl.TLSVersion.TLSv1_2
+        self.context.load_cert_chain(str(cert), str(key))
+        if client_ca is not None:
+            self.context.load_verify_locations(cafile=str(client_ca))
+            self.context.verify_mode = ssl.CERT_REQUIRED
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = int(self.sock.getsockname()[1])
+        self.handshake_failures: list[str] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        import select
+        import ssl
+
+        conn.settimeout(10)
+        try:
+            tls = self.context.wrap_socket(conn, server_side=True)
+        except (ssl.SSLError, OSError) as exc:
+            self.handshake_failures.append(str(exc))
+            conn.close()
+            return
+        try:
+            with tls, socket.create_connection(("127.0.0.1", self.target_port), timeout=10) as plain:
+                tls.settimeout(60)
+                plain.settimeout(60)
+                while True:
+                    ready = [tls] if tls.pending() else select.select([tls, plain], [], [], 60)[0]
+                    if not ready:
+                        return
+                    for src in ready:
+                        data = src.recv(1 << 16)
+                        if not data:
+                            return
+                        (plain if src is tls else tls).sendall(data)
+        except OSError:
+            return
+
+    def close(self) -> None:
+        """Stop accepting (connections in progress end with their peers)."""
+        self.sock.close()
+        self._thread.join(2)
+
+
+class TlsOrthanc(Orthanc):
+    """An Orthanc whose DICOM port speaks TLS only, requiring a client certificate from the test CA, and
+    which calls ``tls_modalities`` (C-MOVE destinations) with DICOM TLS; its DICOMweb is reached over
+    HTTPS through a ``TlsProxy`` that also requires a client certificate (REST for the fixture stays on
+    the plain, local-only HTTP port)."""
+
+    def __init__(self, workdir: Path, pki: Pki, *, tls_modalities: tuple[str, ...] = (), **kwargs: Any) -> None:
+        super().__init__(workdir, **kwargs)
+        self.pki = pki
+        self.tls_modalities = tls_modalities
+        self.proxy: TlsProxy | None = None
+
+    @property
+    def https_port(self) -> int:
+        """Port of the HTTPS front."""
+        assert self.proxy is not None, "start() first"
+        return self.proxy.port
+
+    @property
+    def dicomweb_url(self) -> str:
+        """DICOMweb base URL (HTTPS)."""
+        return f"https://127.0.0.1:{self.https_port}/dicom-web"
+
+    def config(self) -> dict[str, Any]:
+        """The base configuration plus DICOM TLS with client certificates required."""
+        cfg = super().config()
+        cfg.update({
+            "DicomTlsEnabled": True, "DicomTlsCertificate": str(self.pki.server_cert),
+            "DicomTlsPrivateKey": str(self.pki.server_key), "DicomTlsTrustedCertificates": str(self.pki.ca),
+            "DicomTlsRemoteCertificateRequired": True,
+        })
+        for name in self.tls_modalities:
+            cfg["DicomModalities"][name.lower()]["UseDicomTls"] = True
+        return cfg
+
+    def start(self, timeout_s: float = 20.0) -> TlsOrthanc:
+        """Start Orthanc, then its HTTPS front."""
+        super().start(timeout_s)
+        self.proxy = TlsProxy(self.http_port, self.pki.server_cert, self.pki.server_key, self.pki.ca)
+        return self
+
+    def stop(self) -> None:
+        """Stop the HTTPS front and Orthanc."""
+        if self.proxy is not None:
+            self.proxy.close()
+        super().stop()
+
+
+@dataclass
+class TlsPacsEnv(PacsEnv):
+    """``PacsEnv`` for a ``TlsOrthanc``: ``node`` uses DICOM TLS and HTTPS, ``local`` is a TLS listener."""
+
+    pki: Pki
+
+
+@contextlib.contextmanager
+def orthanc_tls_env(shared_data: Path, work: Path, *, n_files: int = 20) -> Iterator[TlsPacsEnv]:
+    """Private network (when permitted) + a ``TlsOrthanc`` holding the real CT (its first ``n_files`` slices)."""
+    from workstation.pacs.nodes import LocalAE, PacsNode
+
+    with private_network() as isolated:
+        original = shared_data / CT_FOLDER
+        pki = make_pki(work / "pki")
+        files = pacs_ready_copy(original, work / "ready")[:n_files]
+        listener_port = free_port()
+        orthanc = TlsOrthanc(work / "orthanc", pki, tls_modalities=(OUR_AET,),
+                             modalities={OUR_AET: ("127.0.0.1", listener_port),
+                                         STORESCU_AET: ("127.0.0.1", free_port())},
+                             locked_down=not isolated)
+        orthanc.start()
+        try:
+            orthanc.upload(files)
+            head = pydicom.dcmread(files[0], stop_before_pixels=True)
+            node = PacsNode(name="orthanc-tls", ae_title=orthanc.aet, host="127.0.0.1", port=orthanc.dicom_port,
+                            dicomweb_url=orthanc.dicomweb_url, username=ORTHANC_USER,
+                            password=ORTHANC_PASSWORD, timeout_s=10, tls=True,  # type: ignore[arg-type]
+                            tls_ca_file=pki.ca, tls_cert_file=pki.client_cert, tls_key_file=pki.client_key)
+            local = LocalAE(ae_title=OUR_AET, port=listener_port, bind_address="127.0.0.1", tls=True,
+                            tls_cert_file=pki.server_cert, tls_key_file=pki.server_key, tls_ca_file=pki.ca,
+                            tls_require_client_cert=True)
+            yield TlsPacsEnv(isolated, orthanc, original, files, str(head.StudyInstanceUID),
+                             str(head.SeriesInstanceUID), node, local, pki)
+        finally:
+            orthanc.stop()

@@ -27,9 +27,10 @@ from inference.bundles.spatial import to_input_grid, to_model_space
 from inference.engine import Engine
 from inference.volume import LPS_TO_RAS
 from tests import bundle_factory as bf
+from tests.requirements import import_or_missing
 from workstation.services.models import install_bundle, list_models, remove_bundle
 
-torch = pytest.importorskip("torch")
+torch = import_or_missing("torch", "bash scripts/setup.sh test (installs torch first)")
 
 REPO = Path(__file__).resolve().parents[1]
 GEOMETRIES = {"oblique_sagittal": bf.oblique_sagittal_volume, "axial": bf.axial_volume,

@@ -18,6 +18,7 @@ from scipy import ndimage
 from inference.contract import AnalysisRequest, AnalysisResult
 from inference.engine import Engine
 from inference.volume import Volume
+from tests.requirements import SYSTEM_TOOLS_FIX, requires
 from workstation.demo import generate_demo_study
 from workstation.dicomio.headers import InstanceHeader
 from workstation.export import (
@@ -39,8 +40,8 @@ from workstation.export.validate import dciodvfy_path, parse_output
 from workstation.report import DraftSource, ReportDocument
 from workstation.services.studies import load_series_volumes, resolve_series
 
-NEEDS_DCIODVFY = pytest.mark.skipif(dciodvfy_path() is None,
-                                    reason="dciodvfy (Debian package dicom3tools) is not installed; CI installs it")
+NEEDS_DCIODVFY = requires(dciodvfy_path() is not None, "dciodvfy (Debian package dicom3tools) is not installed",
+                          SYSTEM_TOOLS_FIX)
 SIGNED_AT = datetime(2024, 3, 15, 10, 30, tzinfo=UTC)
 DEMO_IDENTITY = ("Demo^Phantom", "DEMO0001", "19560210", "DEMOACC0001", "Demo Hospital", "Phantom")
 
@@ -225,6 +226,12 @@ def test_measurement_sr_round_trip(case: Case, tmp_path: Path) -> None:
         ref = g.referenced_segment
         assert ref.referenced_sop_instance_uid == seg_uid
         assert seg.segments[ref.referenced_segment_numbers[0] - 1].tracking_uid == g.tracking_uid
+    # a lesion's group names one source image: the file with the InstanceNumber its findings quote
+    instance_of = {h.sop_instance_uid: h.instance_number for h in case.headers}
+    groups_by_id = {str(g.tracking_identifier): g for g in sr.content.get_volumetric_roi_measurement_groups()}
+    for les in findings.lesions:
+        images = groups_by_id[f"{les.name} {les.number}"].referenced_segment.source_images_for_segmentation
+        assert [instance_of[str(im.referenced_sop_instance_uid)] for im in images] == [les.instance_number]
     assert _hashes(case.folder) == case.hashes
 
 
@@ -274,6 +281,8 @@ def test_pdf_and_text_show_draft_then_signer(demo: Case, tmp_path: Path) -> None
     assert "DRAFT - NOT SIGNED" in text and "Signed by" not in text
     assert "A 20.6 mm nodule in the left lung." in text and "Impression" in text
     assert "Key images" in text and "Lesions" in text and "DEMO0001" in text
+    for les in demo.result.findings.lesions:  # the image a reader goes to, never a grid index
+        assert les.instance_number is not None and f"Se 2 Im {les.instance_number}\n" in text + "\n"
     signed = export_study(demo.result, demo.headers, tmp_path / "signed", make_report(True),
                           ExportOptions(formats=frozenset({"pdf", "txt"})))
     text = _pdf_text(signed.files["pdf"])

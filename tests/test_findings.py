@@ -18,9 +18,9 @@ import inference.findings as findings_mod
 from inference.errors import GeometryError, ModelError
 from inference.findings import compute_findings, label_statistics
 from inference.findings_geometry import voxel_width
-from inference.findings_lesions import readable_name
 from inference.findings_model import Findings, Lesion, StructureFinding
-from inference.labels import Label, LabelTable
+from inference.findings_zones import coverage_caution
+from inference.labels import Label, LabelTable, readable_name
 from inference.volume import Volume, affine_from_geometry
 
 FloatArray = npt.NDArray[np.float64]
@@ -152,6 +152,26 @@ def test_axial_axes_differ_from_index_plane_axes_on_a_sagittal_grid() -> None:
     assert les.long_axis_3d_mm == pytest.approx(40.0, abs=SPACING[1])
 
 
+def test_lesion_names_the_source_image_nearest_its_centre() -> None:
+    """With the source images known, a lesion quotes SeriesNumber and the InstanceNumber of the nearest one."""
+    from inference.volume import SourceImage, SourceImages
+
+    vol = make_volume((12, 40, 40), AXIAL)
+    positions = [float(vol.index_to_lps([k, 0, 0])[2]) for k in range(12)]
+    numbers = [90 - 2 * k for k in range(12)]  # from the top down, every other number
+    source = SourceImages(7, (0.0, 0.0, 1.0), tuple(SourceImage(p, n) for p, n in zip(positions, numbers,
+                                                                                          strict=True)))
+    vol = Volume(vol.array, vol.affine, "CT", "HU", source=source)
+    centre = vol.index_to_lps([3.2, 20.0, 20.0])
+    les = only_lesion(compute_findings(vol, ellipsoid(vol, centre, (4.0, 4.0, 3.0)).astype(np.uint8),
+                                       lesion_table()))
+    assert round(les.centroid_index[0]) == 3
+    assert (les.series_number, les.instance_number) == (7, 90 - 2 * 3)
+    plain = only_lesion(compute_findings(make_volume((12, 40, 40), AXIAL),
+                                         ellipsoid(vol, centre, (4.0, 4.0, 3.0)).astype(np.uint8), lesion_table()))
+    assert (plain.series_number, plain.instance_number) == (None, None), "no source images, no image named"
+
+
 def test_single_voxel_lesion_measures_one_voxel_not_zero() -> None:
     vol = make_volume((5, 6, 7), AXIAL)
     lab = np.zeros(vol.shape, dtype=np.uint8)
@@ -187,7 +207,9 @@ def test_separate_blobs_are_lesions_numbered_by_volume_with_their_location() -> 
     assert (first.location, first.side) == ("left lung", "left")
     assert (second.location, second.side) == ("right lung", "right")
     assert structure(f, "nodule").voxels == first.voxels + second.voxels
-    assert f.cautions == []
+    # both lungs run through the whole scan: no zones, and the only cautions say so
+    assert f.cautions == [coverage_caution(side, ("top", "bottom")) for side in ("right", "left")]
+    assert (first.zone.split(",")[0], second.zone.split(",")[0]) == ("left lung", "right lung")
 
 
 def test_components_are_26_connected_and_location_ignores_background_and_lesions() -> None:

@@ -8,7 +8,6 @@ pixmaps. Each test fails if the window leaves a thread running behind it.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +21,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 from pytestqt.qtbot import QtBot
 
 from tests import dicom_factory as f
+from tests.requirements import PACS_TOOLS_FIX, requires_program
 from workstation.qt.app import create_main_window
 from workstation.qt.main_window import MainWindow
 from workstation.settings import get_settings
@@ -192,7 +192,7 @@ def test_demo_without_a_window_runs_analysis_and_the_template_report(capsys: pyt
     assert any(p.suffix == ".pdf" for p in report_dir.iterdir())
 
 
-@pytest.mark.skipif(shutil.which("storescu") is None, reason="dcmtk not installed (scripts/install_pacs_tools.sh)")
+@requires_program("storescu", PACS_TOOLS_FIX)
 def test_a_study_pushed_by_pacs_appears_and_is_analysed(qtbot: QtBot, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """listen_on_start + analyze_on_arrival: dcmtk's storescu pushes a CT; the window shows and analyses it."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shutil
 import subprocess
 import threading
@@ -39,6 +40,7 @@ from tests.pacs_fixtures import (
     have_orthanc,
     orthanc_env,
 )
+from tests.requirements import CI, PACS_TOOLS_FIX, missing, requires
 from workstation.index import StudyIndex
 from workstation.pacs.dicomweb import DicomWebClient
 from workstation.pacs.dimse import DimseClient
@@ -57,8 +59,7 @@ from workstation.services.studies import load_series_volumes, resolve_series
 
 pytestmark = [
     pytest.mark.needs_tool,
-    pytest.mark.skipif(not have_orthanc(), reason="Orthanc + DICOMweb plugin not installed "
-                                                  "(scripts/install_pacs_tools.sh)"),
+    requires(have_orthanc(), "Orthanc + DICOMweb plugin not installed", PACS_TOOLS_FIX),
 ]
 DCMTK = shutil.which("storescu") is not None
 
@@ -89,6 +90,9 @@ def assert_same_volume(db: Path, series_uid: str, original: Path) -> None:
 
 def test_tests_run_in_a_private_network(env: PacsEnv) -> None:
     if not env.isolated:
+        if CI and os.environ.get("PACS_TESTS_NO_NETNS") != "1":
+            missing("no private network namespace for the PACS tests (unshare(CLONE_NEWNET) failed)",
+                    "run as root or with CAP_SYS_ADMIN, or set PACS_TESTS_NO_NETNS=1 to accept 127.0.0.1")
         pytest.skip("no private network namespace (no CAP_SYS_ADMIN for unshare, or PACS_TESTS_NO_NETNS=1): "
                     "ran on 127.0.0.1 with Orthanc locked down instead")
     out = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
@@ -126,7 +130,7 @@ def test_qido_matches_cfind(env: PacsEnv) -> None:
     assert len(DicomWebClient(env.node).search_instances(env.study_uid, env.series_uid)) == 20
 
 
-@pytest.mark.skipif(not DCMTK, reason="dcmtk not installed")
+@requires(DCMTK, "dcmtk (storescu, findscu, getscu) not installed", PACS_TOOLS_FIX)
 def test_findscu_agrees_with_our_cfind(env: PacsEnv, tmp_path: Path) -> None:
     cmd = ["findscu", "-S", "-aet", env.local.ae_title, "-aec", env.node.ae_title, "-X", "-od", str(tmp_path),
            "-k", "QueryRetrieveLevel=STUDY", "-k", "PatientName=PACS*", "-k", "StudyInstanceUID",
@@ -279,9 +283,9 @@ def test_send_with_cstore_and_stow(env: PacsEnv, tmp_path: Path) -> None:
 
 def test_send_a_seg_back_and_retrieve_it_with_the_study(env: PacsEnv, tmp_path: Path) -> None:
     """The SEG of the built-in analysis of the CT goes back with C-STORE and STOW-RS and comes back by C-GET."""
-    export = pytest.importorskip("workstation.export")
     from inference.contract import AnalysisRequest
     from inference.engine import Engine
+    from workstation import export
 
     source = resolve_series(str(env.files[0].parent), None)
     volume = load_series_volumes(source).volumes[0]
@@ -358,7 +362,7 @@ def test_dicomweb_wrong_password(env: PacsEnv) -> None:
 
 
 # --- our listener with dcmtk as the peer ---------------------------------------------------
-@pytest.mark.skipif(not DCMTK, reason="dcmtk not installed")
+@requires(DCMTK, "dcmtk (storescu, findscu, getscu) not installed", PACS_TOOLS_FIX)
 def test_storescu_push_lands_in_the_index(env: PacsEnv, tmp_path: Path) -> None:
     arrivals: list[Arrival] = []
     local = env.local_with(port=0)
@@ -432,7 +436,7 @@ def test_cli_echo_query_retrieve_send(env: PacsEnv, tmp_path: Path, capsys: pyte
     assert uid in env.orthanc.sop_uids()
 
 
-@pytest.mark.skipif(not DCMTK, reason="dcmtk not installed")
+@requires(DCMTK, "dcmtk (storescu, findscu, getscu) not installed", PACS_TOOLS_FIX)
 def test_cli_listen_imports_pushed_files(env: PacsEnv, capsys: pytest.CaptureFixture[str]) -> None:
     port = free_port()
     argv = ["pacs", "listen", "--listen-port", str(port), "--bind", "127.0.0.1", "--our-aet", "WSTEST",

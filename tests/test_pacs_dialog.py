@@ -9,14 +9,14 @@ import pytest
 from pytestqt.qtbot import QtBot
 
 from tests.pacs_fixtures import PacsEnv, have_orthanc, orthanc_env
+from tests.requirements import PACS_TOOLS_FIX, requires
 from workstation.index import StudyIndex
 from workstation.pacs.nodes import PacsConfig
 from workstation.qt.pacs_dialog import PacsDialog
 
 pytestmark = [
     pytest.mark.needs_tool,
-    pytest.mark.skipif(not have_orthanc(), reason="Orthanc + DICOMweb plugin not installed "
-                                                  "(scripts/install_pacs_tools.sh)"),
+    requires(have_orthanc(), "Orthanc + DICOMweb plugin not installed", PACS_TOOLS_FIX),
 ]
 
 

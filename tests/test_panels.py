@@ -12,6 +12,7 @@ from scipy import ndimage as ndi
 
 from inference import AnalysisRequest, AnalysisResult, Volume
 from inference.engine import Engine
+from inference.findings_model import lesion_volume_text
 from tests import dicom_factory as f
 from tests.bundle_factory import _write, metadata
 from workstation.index.db import StudyIndex
@@ -40,6 +41,12 @@ def _click_row(qtbot: QtBot, panel: FindingsPanel, row: int) -> FindingTarget:
     return target
 
 
+def _ml(text: str) -> float:
+    """A volume cell ("2170 mL", "5558 mm³", "<0.01 mL") in mL."""
+    number, unit = text.lstrip("<").split()
+    return float(number) / (1000.0 if unit == "mm³" else 1.0)
+
+
 def _texts(panel: FindingsPanel, column: int) -> list[str]:
     return [panel.proxy.index(r, column).data() for r in range(panel.proxy.rowCount())]
 
@@ -59,14 +66,19 @@ def test_findings_table_from_a_real_result(qtbot: QtBot, result: AnalysisResult)
     assert "Right lung" in names and "Subcutaneous fat" in names
     right = next(s for s in structures if s.name == "lung_right")
     row = names.index("Right lung")
-    assert _texts(panel, 1)[row] == fmt_volume(right.volume_ml)
+    assert _texts(panel, 1)[row] == f"{fmt_volume(right.volume_ml)} mL"
+    lesions = result.findings.lesions
+    if lesions:  # nodules in mm³, as the report text gives them (one unit per kind of finding everywhere)
+        les_row = names.index(f"{display_name(lesions[0].name)} {lesions[0].number}")
+        assert _texts(panel, 1)[les_row] == lesion_volume_text(lesions[0].volume_ml)
+        assert _texts(panel, 1)[les_row].endswith(" mm³")
     assert _texts(panel, 2)[row] == f"{fmt_number(right.mean or 0)} ± {right.std:.0f}"
     assert panel.model.headerData(2, Qt.Orientation.Horizontal) == "Mean ± SD\n(HU)"
     assert _texts(panel, 2)[row].startswith("\u2212"), "lung density is negative, shown with a minus sign"
     assert _texts(panel, 4)[row] == "right"
     first = lesions[0]
     assert _texts(panel, 3)[0] == f"{first.long_axis_mm:.1f} × {first.short_axis_mm:.1f}"
-    assert _texts(panel, 4)[0] == first.location and first.location.endswith("lung")
+    assert _texts(panel, 4)[0] == first.zone and first.zone.startswith(("left", "right"))  # "left lower zone, ..."
     # measurements and cautions are shown, cautions verbatim (they go to the report)
     measures = [panel.measure_model.item(r, 0).text() for r in range(panel.measure_model.rowCount())]
     assert any("%LAA-950, right" in m for m in measures)
@@ -113,7 +125,7 @@ def test_sorting_is_numeric_and_selection_follows_the_sort(qtbot: QtBot, result:
     volumes = [panel.proxy.index(r, 1).data(SORT_ROLE) for r in range(panel.proxy.rowCount())]
     assert volumes == sorted(volumes, reverse=True)
     texts = _texts(panel, 1)
-    assert float(texts[0]) > float(texts[-1]), "sorted by value, not as text ('<0.01' < '1000')"
+    assert _ml(texts[0]) > _ml(texts[-1]), "sorted by value, not as text ('<0.01' < '1000')"
     largest = max((s for s in result.findings.structures), key=lambda s: s.volume_ml)
     target = _click_row(qtbot, panel, 0)
     assert target.name == display_name(largest.name) == _texts(panel, 0)[0]

@@ -24,6 +24,7 @@ import pytest
 from inference.volume import Volume
 from tests import synth
 from tests.conftest import REPO, SHARED_DATA
+from tests.requirements import DATA_FIX, SYSTEM_TOOLS_FIX, import_or_missing, missing
 from workstation.dicomio.headers import InstanceHeader, read_header_path
 from workstation.dicomio.nifti import nifti_affine, nifti_array, volume_from_nifti_layout, write_nifti
 from workstation.dicomio.qa import Status
@@ -187,7 +188,7 @@ def test_decubitus_positions_match_fingerprints_and_share_one_geometry(shared_da
 # ----------------------------------------------------------------------------- CIP COPDGene CT
 
 def test_cip_dicom_series_equals_the_nrrd(shared_data: Path, cip: SeriesVolumes) -> None:
-    sitk = pytest.importorskip("SimpleITK")
+    sitk = import_or_missing("SimpleITK", "pip install -e '.[test]' (bash scripts/setup.sh test)")
     image = sitk.ReadImage(str(shared_data / CIP_NRRD))
     expected = sitk.GetArrayFromImage(image)  # [z, y, x] = [slice, row, column]
     (vol,) = cip.volumes
@@ -205,7 +206,7 @@ def test_cip_dicom_series_equals_the_nrrd(shared_data: Path, cip: SeriesVolumes)
 def run_dcm2niix(dicom_dir: Path, out: Path) -> nib.Nifti1Image:
     exe = shutil.which("dcm2niix")
     if exe is None:
-        pytest.skip("dcm2niix not on PATH")
+        missing("dcm2niix not on PATH", SYSTEM_TOOLS_FIX)
     out.mkdir(parents=True, exist_ok=True)
     proc = subprocess.run([exe, "-z", "n", "-f", "out", "-o", str(out), str(dicom_dir)],
                           capture_output=True, text=True, timeout=120, check=False)
@@ -243,7 +244,7 @@ def test_cip_series_equals_live_dcm2niix(shared_data: Path, cip: SeriesVolumes, 
                          ids=["ct-abdomen", "cip-ct64", "mr-decubitus-hfdl"])
 def test_real_series_pass_worldcheck(shared_data: Path, tmp_path: Path, series: str) -> None:
     if not WORLDCHECK.is_file():
-        pytest.skip(f"worldcheck tool not found at {WORLDCHECK}")
+        missing(f"worldcheck tool not found at {WORLDCHECK}", DATA_FIX)
     folder = shared_data / series
     nii = write_nifti(load_dir(folder).volumes[0], tmp_path / "vol.nii")
     python = REPO / ".venv" / "bin" / "python"

@@ -22,6 +22,7 @@ from pypdf import PdfReader
 from inference.cancel import CancelledError, CancelToken
 from inference.report import SECTIONS, ReportDraft, check_draft
 from inference.report.quantities import find_quantities
+from tests.requirements import SYSTEM_TOOLS_FIX, requires
 from workstation.cli import main
 from workstation.demo import generate_demo_study
 from workstation.demo.phantom import PATIENT_ID, PATIENT_NAME
@@ -29,6 +30,7 @@ from workstation.export.validate import dciodvfy_path, validate_file
 from workstation.index import StudyIndex
 from workstation.report import AutosaveStore, Provenance, ReportDocument
 from workstation.services.analysis_record import RECORD_FILE, load_recorded_analysis
+from workstation.services.analysis_store import AnalysisStore
 from workstation.services.reporting import build_document, report_inputs, run_report
 from workstation.services.studies import SeriesSource, load_series_volumes, resolve_for_analysis
 from workstation.settings import Settings, get_settings
@@ -38,8 +40,8 @@ pytestmark = pytest.mark.slow
 BIRTH_DATES = ("19560210", "1956-02-10", "10/02/1956")
 NAME_PARTS = (PATIENT_NAME, PATIENT_NAME.upper(), "Phantom, Demo")
 ANALYSIS_FILES = ("labels.nii.gz", "findings.json", "montage.png", RECORD_FILE)
-NEEDS_DCIODVFY = pytest.mark.skipif(dciodvfy_path() is None,
-                                    reason="dciodvfy (Debian package dicom3tools) is not installed; CI installs it")
+NEEDS_DCIODVFY = requires(dciodvfy_path() is not None, "dciodvfy (Debian package dicom3tools) is not installed",
+                          SYSTEM_TOOLS_FIX)
 
 
 @dataclass
@@ -183,7 +185,7 @@ def test_recorded_analysis_is_reused_only_for_the_same_series_model_and_files(st
     out = _copy_analysis(study.out, tmp_path / "again")
     first = json.loads((study.out / "report.json").read_text(encoding="utf-8"))
     run = run_report(settings, "study:1", out, device="cpu", export_formats={"txt"})
-    assert run.reused_analysis
+    assert run.reused_analysis and run.reused_from == "the output folder"
     assert run.document.text() == ReportDocument.from_dict(first["document"]).text()  # same findings, same draft
     assert (out / "report.txt").is_file() and not (out / "seg.dcm").exists()
 
@@ -198,6 +200,13 @@ def test_recorded_analysis_is_reused_only_for_the_same_series_model_and_files(st
     labels = out / "labels.nii.gz"
     labels.write_bytes(labels.read_bytes() + b"\0")
     assert load_recorded_analysis(out, source, "builtin.ct", record["model_version"], volume) is None
+    # the analysis store (shared with the window, filled by the first run) is looked at first, and the
+    # output folder gets its files back; without it, the changed label map is not reused
+    again = run_report(settings, "study:1", out, device="cpu", export_formats={"txt"})
+    assert again.reused_analysis and again.reused_from == "the analysis store"
+    assert load_recorded_analysis(out, source, "builtin.ct", record["model_version"], volume) is not None
+    shutil.rmtree(AnalysisStore.for_settings(settings).root)
+    labels.write_bytes(labels.read_bytes() + b"\0")
     rerun = run_report(settings, "study:1", out, device="cpu", export_formats={"txt"})
     assert not rerun.reused_analysis
     assert run_report(settings, "study:1", out, device="cpu", export_formats={"txt"}).reused_analysis

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from tests.requirements import SYSTEM_TOOLS_FIX, requires_program
 
 HEAVY = ("torch", "monai", "transformers")
 
@@ -22,8 +21,7 @@ def test_gui_and_engine_contract_import_no_ai_stack() -> None:
     assert out.stdout.strip() == "[]"
 
 
-@pytest.mark.skipif(shutil.which("xvfb-run") is None,
-                    reason="xvfb-run not installed (scripts/setup.sh test installs it)")
+@requires_program("xvfb-run", SYSTEM_TOOLS_FIX)
 def test_demo_opens_a_real_window_under_xvfb_and_quits(isolated_settings: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "QT_QPA_PLATFORM"}
     env["WORKSTATION_QUIT_AFTER"] = "2"

@@ -52,6 +52,7 @@ def assert_same_volume(ours: Volume, ref: Volume) -> None:
     assert (ours.modality, ours.units, ours.frame_of_reference_uid, ours.notes) == (
         ref.modality, ref.units, ref.frame_of_reference_uid, ref.notes)
     assert ours.metadata == ref.metadata
+    assert ours.source == ref.source and ours.source is not None  # the same acquired images, InstanceNumbers
 
 
 def restore(folder: Path, *, bits_stored: int = 12, signed: bool = False, slope: str = "1",

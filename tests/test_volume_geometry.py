@@ -28,6 +28,7 @@ from inference.errors import GeometryError, UnreadableFileError
 from inference.volume import Volume
 from tests import synth
 from tests.conftest import REPO, SHARED_DATA
+from tests.requirements import DATA_FIX, missing
 from workstation.dicomio.headers import read_header_path
 from workstation.dicomio.nifti import write_nifti
 from workstation.dicomio.qa import Status
@@ -87,7 +88,7 @@ def naive_volume(series: synth.SynthSeries, spacing: Literal["mean", "first"] = 
 def run_worldcheck(volume: Volume, dicom_dir: Path, out: Path) -> tuple[int, float, str]:
     """Write ``volume`` as NIfTI and run the independent worldcheck tool on it: (exit code, worst corr, output)."""
     if not WORLDCHECK.is_file():
-        pytest.skip(f"worldcheck tool not found at {WORLDCHECK}")
+        missing(f"worldcheck tool not found at {WORLDCHECK}", DATA_FIX)
     nii = write_nifti(volume, out)
     python = REPO / ".venv" / "bin" / "python"
     proc = subprocess.run([str(python if python.exists() else sys.executable), str(WORLDCHECK), str(nii),

@@ -32,7 +32,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="check the installation (demo study, AI on the worker thread, report, exports) in a "
                         "temporary folder, then exit 0 or 1; same as the 'selftest' command")
     sub = p.add_subparsers(dest="command")
-    sub.add_parser("gui", help="open the workstation window (the default)")
+    gui = sub.add_parser("gui", help="open the workstation window (the default), optionally on a study or series")
+    gui.add_argument("target", nargs="?", default=None,
+                     help="what to open: series id/key/UID, study:ID, StudyInstanceUID or key, or a folder, zip "
+                          "or file (imported first)")
     imp = sub.add_parser("import", help="index DICOM from folders, zips, DICOMDIRs or files (headers only)")
     imp.add_argument("paths", nargs="+", type=Path)
     imp.add_argument("--json", action="store_true", help="print a machine-readable summary")
@@ -52,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     an.add_argument("--model", default="builtin.ct", help="model id (see 'workstation models list')")
     an.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     an.add_argument("--out", type=Path, required=True, help="folder for labels.nii.gz, findings.json, montage.png")
+    an.add_argument("--allow-interpolated", action="store_true",
+                    help="analyse even when more than the settings' share (default 10 %%) of the slices "
+                         "would be interpolated; the draft then says so")
     rep = sub.add_parser("report", help="analyse (or reuse the analysis) and draft an unsigned report with exports")
     rep.add_argument("target", help="study:ID, StudyInstanceUID, series id/key/UID, or a folder")
     rep.add_argument("--out", type=Path, required=True,
@@ -62,9 +68,12 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--device", default=None, choices=["auto", "cpu", "cuda", "mps"],
                      help="where the analysis and the language model run (default: the settings' device)")
     rep.add_argument("--deidentify", action="store_true", help="de-identify the exports (research use)")
-    rep.add_argument("--no-reuse", action="store_true", help="analyse again even if the output folder holds "
-                     "an analysis of the same series and model")
+    rep.add_argument("--no-reuse", action="store_true", help="analyse again even if the analysis store or the "
+                     "output folder holds an analysis of the same series and model")
     rep.add_argument("--max-new-tokens", type=int, default=None, help="limit of the language model's output")
+    rep.add_argument("--allow-interpolated", action="store_true",
+                     help="analyse even when more than the settings' share (default 10 %%) of the slices "
+                          "would be interpolated; the draft then says so")
     rep.add_argument("--json", action="store_true", help="print a machine-readable summary")
     models = sub.add_parser("models", help="list, install or remove models (MONAI bundles)")
     msub = models.add_subparsers(dest="models_command", required=True)
@@ -73,8 +82,15 @@ def _parser() -> argparse.ArgumentParser:
     minst = msub.add_parser("install", help="install a MONAI bundle from a local zip (no download)")
     minst.add_argument("zip", type=Path)
     minst.add_argument("--replace", action="store_true", help="replace an installed bundle of the same name")
+    minst.add_argument("--trust-code", action="store_true",
+                       help="install even if its config runs code outside the allow-list (MONAI, torch, numpy, "
+                            "scipy.ndimage): only for bundles from publishers you trust; recorded")
     mrm = msub.add_parser("remove", help="remove an installed bundle")
     mrm.add_argument("model_id")
+    aud = sub.add_parser("audit", help="show the audit trail: who opened, analysed, reported, exported or sent "
+                                       "which study, and when")
+    aud.add_argument("--since", help="only events from this date (YYYY-MM-DD) or ISO date-time (UTC if no zone)")
+    aud.add_argument("--json", action="store_true", help="one JSON object per event, in a list")
     demo = sub.add_parser("demo", help="generate and import the demo study, then open it")
     demo.add_argument("--no-gui", action="store_true", help="only generate, import and summarise")
     pacs_cli.add_parser(sub)
@@ -109,6 +125,8 @@ def _cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     _print_studies(summary["studies"])
     for r in summary["rejected"]:
         print(f"  rejected {r['file']}: {r['reason']}")
+    for r in summary["skipped"]:
+        print(f"  skipped {r['file']}: {r['reason']}")
     return 0
 
 
@@ -120,7 +138,7 @@ def _print_studies(studies: list[dict[str, Any]]) -> None:
             shape = "x".join(str(x) for x in se["shape"]) if se.get("shape") else ""
             print(f"  series {se['id']:>4}  #{se['number'] if se['number'] is not None else '-':<4} "
                   f"{se['modality']:<3} {se['kind']:<17} {se['instances']:>5} inst  {shape:<12} "
-                  f"{se['description']}")
+                  f"{se['description'] or '(no description)'}")
 
 
 def _cmd_list(args: argparse.Namespace, settings: Settings) -> int:
@@ -143,8 +161,11 @@ def _cmd_convert(args: argparse.Namespace, settings: Settings) -> int:
     from workstation.index import StudyIndex
     from workstation.services.studies import load_series_volumes, resolve_series
 
-    with StudyIndex(settings.db_path) as index:
-        source = resolve_series(args.series, index)
+    if Path(args.series).exists():  # a folder or file: no need to open (or create) the study index
+        source = resolve_series(args.series, None)
+    else:
+        with StudyIndex(settings.db_path) as index:
+            source = resolve_series(args.series, index)
     policy = "refuse" if args.refuse_nonuniform else settings.nonuniform_spacing
     loaded = load_series_volumes(source, policy)
     out = write_nifti(loaded.volumes, args.out)
@@ -200,6 +221,8 @@ def _cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
     from workstation.index import StudyIndex
     from workstation.services.analysis import analyze_source, make_engine, write_outputs
     from workstation.services.analysis_record import record_analysis
+    from workstation.services.analysis_store import AnalysisStore
+    from workstation.services.interpolation import InterpolationPolicy
     from workstation.services.studies import resolve_for_analysis
 
     engine = make_engine(settings)
@@ -208,20 +231,32 @@ def _cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
         source = resolve_for_analysis(args.target, index, tuple(model.modalities))
     progress = _TerminalProgress()
     try:
-        result = analyze_source(source, engine, model_id=args.model, device=args.device, progress=progress)
+        result = analyze_source(source, engine, model_id=args.model, device=args.device, progress=progress,
+                                policy=InterpolationPolicy(settings.max_interpolated_share, args.allow_interpolated))
     finally:
         progress.close()
     outputs = write_outputs(result, args.out, source.label)
     record_analysis(args.out, source, result)  # lets a later `workstation report --out` reuse this analysis
+    try:  # and the window show it (and `report` reuse it wherever it writes)
+        AnalysisStore.for_settings(settings).save(source, result, copy_from=args.out)
+    except OSError as exc:
+        print(f"workstation: the analysis could not be kept in the analysis store ({exc}); the window will not "
+              "show it", file=sys.stderr)
     prov = result.provenance
     print(f"{source.label}: {model.title} on {prov.device_name} in {prov.timings_s.get('total', 0):.1f} s")
     for note in [*result.request.volume.notes, *prov.notes]:
-        print(f"  note: {note}")
+        if note not in result.findings.cautions:  # an overridden refusal is printed once, as a caution
+            print(f"  note: {note}")
+    from inference.findings_model import lesion_volume_text, unit_text
+    from inference.image_refs import lesion_text
+
     for m in result.findings.measurements:
-        print(f"  {m.name}{' (' + m.side + ')' if m.side else ''}: {m.value:.1f} {m.unit}")
+        print(f"  {m.name}{' (' + m.side + ')' if m.side else ''}: {m.value:.1f} {unit_text(m.unit)}")
     for lesion in result.findings.lesions:
+        image = lesion_text(lesion, "short", result.request.volume)
         print(f"  {lesion.name} {lesion.number}: {lesion.long_axis_mm:.1f} x {lesion.short_axis_mm:.1f} mm, "
-              f"{lesion.volume_ml:.2f} mL, {lesion.location or lesion.side}")
+              f"{lesion_volume_text(lesion.volume_ml)}, {lesion.zone or lesion.location or lesion.side}"
+              + (f", {image}" if image else ""))
     for caution in result.findings.cautions:
         print(f"  caution: {caution}")
     print(f"wrote {outputs.labelmap}, {outputs.findings}, {outputs.montage} (AI draft, not verified)")
@@ -264,7 +299,8 @@ def _cmd_report(args: argparse.Namespace, settings: Settings) -> int:
         res = run_report(settings, args.target, args.out, llm_dir=llm, model_id=args.model,
                          device=args.device or settings.device, reuse=not args.no_reuse, progress=echo.report,
                          on_token=echo if llm is not None and not args.json else None,
-                         deidentify=args.deidentify, max_new_tokens=args.max_new_tokens)
+                         deidentify=args.deidentify, max_new_tokens=args.max_new_tokens,
+                         allow_interpolated=args.allow_interpolated)
     finally:
         echo.end()
         progress.close()
@@ -287,7 +323,7 @@ def _cmd_report(args: argparse.Namespace, settings: Settings) -> int:
         print(f"grounding check: all {len(checks)} sentences agree with the measured findings and the notes")
     for note in res.notes:
         print(f"  note: {note}")
-    print(f"analysis: {res.inputs.analysis} ({'reused from the output folder' if res.reused_analysis else 'run'})")
+    print(f"analysis: {res.inputs.analysis} ({'reused from ' + res.reused_from if res.reused_analysis else 'run'})")
     print(f"wrote to {res.out_dir}: {', '.join(p.name for p in res.files.values())}")
     if res.autosave is not None:
         print(f"draft saved for the editor: {res.autosave}")
@@ -312,14 +348,46 @@ def _cmd_models(args: argparse.Namespace, settings: Settings) -> int:
             _print_json(rows)
         else:
             for r in rows:
-                print(f"{r['id']:<28} {r['version']:<8} {'/'.join(r['modalities']):<6} {r['title']}")
+                code = {"trusted": "  [config code trusted]", "needs trust": "  [config code not trusted: refused]"}
+                print(f"{r['id']:<28} {r['version']:<8} {'/'.join(r['modalities']):<6} {r['title']}"
+                      f"{code.get(r.get('code') or '', '')}")
         return 0
     if args.models_command == "install":
-        info = svc.install_bundle(args.zip, folder, replace=args.replace)
-        print(f"installed {info['id']} ({info['title']} {info['version']}) sha256 {info['sha256']}")
+        info = svc.install_bundle(args.zip, folder, replace=args.replace, trust_code=args.trust_code)
+        review = info["code_audit"]
+        print(f"code in its config: {review['summary']}")
+        for item in review["items"]:
+            print(f"  {_code_line(item)}")
+        trusted = " (code outside the allow-list trusted by you, recorded)" if not review["passed"] else ""
+        print(f"installed {info['id']} ({info['title']} {info['version']}) sha256 {info['sha256']}{trusted}")
         return 0
     svc.remove_bundle(args.model_id, folder)
     print(f"removed {args.model_id}")
+    return 0
+
+
+def _code_line(item: dict[str, Any]) -> str:
+    from inference.bundles.config_audit import CodeItem
+
+    return CodeItem(**item).line()
+
+
+def _cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
+    from workstation.audit import audit_path, parse_since, read_events
+
+    try:
+        since = parse_since(args.since) if args.since else None
+    except ValueError as exc:
+        print(f"workstation: {exc}", file=sys.stderr)
+        return 2
+    events = read_events(since, settings)
+    if args.json:
+        _print_json([e.to_dict() for e in events])
+        return 0
+    if not events:
+        print(f"no audit events{' since ' + args.since if args.since else ''} in {audit_path(settings)}")
+    for e in events:
+        print(e.line())
     return 0
 
 
@@ -340,15 +408,30 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         # the main job without a window: built-in analysis, template report, exports
         report_args = argparse.Namespace(target=f"study:{study_id}", out=settings.data_dir / "demo_report",
                                          llm=None, model="builtin.ct", device=None, deidentify=False,
-                                         no_reuse=False, max_new_tokens=None, json=False)
+                                         no_reuse=False, max_new_tokens=None, json=False, allow_interpolated=False)
         return _cmd_report(report_args, settings)
     return _gui(settings, open_study=study_id, analyze="builtin.ct")
 
 
-def _gui(settings: Settings, open_study: int | None = None, analyze: str | None = None) -> int:
+def _cmd_gui(args: argparse.Namespace, settings: Settings) -> int:
+    """The window, on ``target`` when given: resolved (and imported) before any window appears."""
+    target = getattr(args, "target", None)
+    if target is None:
+        return _gui(settings)
+    from workstation.index import StudyIndex
+    from workstation.services.opening import resolve_open_target
+
+    with StudyIndex(settings.db_path) as index:
+        found = resolve_open_target(target, index, settings)
+    logger.info("opening %s", found.describe())
+    return _gui(settings, open_study=found.study_id, open_series=found.series_id)
+
+
+def _gui(settings: Settings, open_study: int | None = None, analyze: str | None = None,
+         open_series: int | None = None) -> int:
     from workstation.qt.app import run_gui
 
-    return run_gui(settings, open_study=open_study, analyze=analyze)
+    return run_gui(settings, open_study=open_study, analyze=analyze, open_series=open_series)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -357,17 +440,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.verbose)
     if args.self_test or args.command == "selftest":
         return selftest.run_from_args(args)
+    if args.command in (None, "gui") or (args.command == "demo" and not args.no_gui):
+        # before any Qt import: without a usable display Qt aborts with a misleading message
+        from workstation.displaycheck import display_problem
+
+        problem = display_problem()
+        if problem is not None:
+            print(f"workstation: {problem}", file=sys.stderr)
+            return 2
     settings = _settings(args)
     handlers = {
         "import": _cmd_import, "list": _cmd_list, "convert": _cmd_convert,
         "qa": _cmd_qa, "demo": _cmd_demo, "analyze": _cmd_analyze, "models": _cmd_models,
-        "report": _cmd_report,
+        "report": _cmd_report, "audit": _cmd_audit,
         "pacs": pacs_cli.run,
     }
     try:
         if args.command in handlers:
             return handlers[args.command](args, settings)
-        return _gui(settings)
+        return _cmd_gui(args, settings)
     except WorkstationError as exc:
         print(f"workstation: {exc}", file=sys.stderr)
         return 2

@@ -1,22 +1,19 @@
-"""Turning volumes and label maps into pictures: window/level, overlays, key-slice montages.
+"""Turning volumes and label maps into pictures: window/level, overlays, which slices are key images.
 
-Qt-free (numpy + Pillow), so the command line and tests can render the same
-images the window shows. Axial slices are drawn in the usual radiological
-orientation of the acquisition plane (patient's right on the image left for
-standard axial series), with square pixels whatever the in-plane spacing.
+Qt-free (numpy), so the command line, exports and tests render what the window
+shows; ``workstation.key_images`` draws the key images and the montage from these.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from inference.contract import AnalysisResult
+from inference.image_refs import lesion_slice, slice_text
 from inference.labels import LabelTable
 from inference.volume import Volume
 
@@ -63,10 +60,15 @@ def overlay(grey: npt.NDArray[np.uint8], labels: npt.NDArray[Any], table: LabelT
 
 
 def key_slices(result: AnalysisResult, count: int = 6) -> list[int]:
-    """Slices worth showing: through the largest lesions first, then spread over the labelled range."""
+    """Slices worth showing: through the largest lesions first, then spread over the labelled range.
+
+    A lesion's slice is the one showing the image its findings name (``lesion_slice``):
+    the slice through its centre, or on a resampled grid the slice nearest that acquired image.
+    """
     chosen: list[int] = []
+    volume = result.request.volume
     for lesion in sorted(result.findings.lesions, key=lambda x: -x.volume_ml):
-        k = round(lesion.centroid_index[0])
+        k = lesion_slice(volume, lesion)
         if k not in chosen:
             chosen.append(k)
         if len(chosen) >= count // 2:
@@ -82,56 +84,10 @@ def key_slices(result: AnalysisResult, count: int = 6) -> list[int]:
     return sorted(chosen)
 
 
-def render_slice(volume: Volume, k: int, labels: npt.NDArray[Any] | None, table: LabelTable | None,
-                 win: tuple[float, float], size: int = 384) -> Any:
-    """One slice as a Pillow image with square pixels, ``size`` pixels wide."""
-    from PIL import Image
+def slice_caption(volume: Volume, k: int) -> str:
+    """What a key image of grid slice ``k`` is called: the acquired image a radiologist goes to.
 
-    grey = window(volume.array[k], *win)
-    rgb = overlay(grey, labels[k], table) if labels is not None and table is not None else np.repeat(
-        grey[..., None], 3, axis=2)
-    _, dr, dc = volume.spacing
-    rows, cols = grey.shape
-    width_mm, height_mm = cols * dc, rows * dr
-    scale = size / max(width_mm, height_mm)
-    img = Image.fromarray(rgb, "RGB")
-    return img.resize((max(1, round(width_mm * scale)), max(1, round(height_mm * scale))), Image.Resampling.BILINEAR)
-
-
-def montage_window(result: AnalysisResult, min_share: float = 0.02) -> tuple[float, float]:
-    """Lung window when lungs take a visible share of the label map, else soft tissue (e.g. an abdomen)."""
-    lung_values = [lab.value for lab in result.label_table if lab.name.startswith("lung")]
-    if not lung_values:
-        return SOFT_TISSUE_WINDOW
-    labelled = np.count_nonzero(result.labelmap)
-    lung = np.count_nonzero(np.isin(result.labelmap, lung_values))
-    return LUNG_WINDOW if labelled and lung >= min_share * labelled else SOFT_TISSUE_WINDOW
-
-
-def write_montage(result: AnalysisResult, path: str | Path, slices: Sequence[int] | None = None,
-                  columns: int = 3, tile: int = 384) -> Path:
-    """A PNG of key slices with the overlay, each tile labelled with its position in mm."""
-    from PIL import Image, ImageDraw
-
-    volume = result.request.volume
-    picks = list(slices) if slices is not None else key_slices(result)
-    if not picks:
-        picks = [volume.shape[0] // 2]
-    win = montage_window(result)
-    rows = (len(picks) + columns - 1) // columns
-    sheet = Image.new("RGB", (columns * tile, rows * tile + 24), (0, 0, 0))
-    draw = ImageDraw.Draw(sheet)
-    for i, k in enumerate(picks):
-        img = render_slice(volume, k, result.labelmap, result.label_table, win, tile)
-        x0 = (i % columns) * tile + (tile - img.width) // 2
-        y0 = 24 + (i // columns) * tile + (tile - img.height) // 2
-        sheet.paste(img, (x0, y0))
-        z = volume.index_to_lps([k, 0, 0])[2]
-        draw.text(((i % columns) * tile + 6, 24 + (i // columns) * tile + 4),
-                  f"slice {k + 1}/{volume.shape[0]}  z {z:.1f} mm", fill=(255, 255, 0))
-    draw.text((6, 6), f"{AI_BANNER} - {result.provenance.model_id} {result.provenance.model_version} - "
-              f"W {win[1]:.0f} L {win[0]:.0f}", fill=(255, 80, 80))
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(out)
-    return out
+    ``series 2, image 78`` (``(nearest)`` added on a resampled slice between acquired
+    planes); a volume not made from DICOM images says ``slice 43/120`` (1-based, in grid order).
+    """
+    return slice_text(volume, k, "long") or f"slice {k + 1}/{volume.shape[0]}"

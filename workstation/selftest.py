@@ -4,17 +4,20 @@ What hospital IT runs after installing the bundle, and what CI runs on the
 frozen build, to prove that everything the application needs at run time was
 packed: the window opens (offscreen when there is no display), the demo study is
 generated and imported, the built-in CT analysis runs on the inference worker
-thread, and ``workstation.services.reporting.run_report`` (what ``workstation
-report`` runs) drafts the template report, checks its grounding and writes every
-export (DICOM SEG, measurement SR, report SR, PDF, text, NIfTI, report.json);
-its headless analysis must agree with the worker thread's. With ``--llm DIR``
+thread and is kept in the analysis store, and ``workstation.services.reporting.run_report``
+(what ``workstation report`` runs, here without reusing the stored analysis) drafts
+the template report, checks its grounding and writes every export (DICOM SEG,
+measurement SR, report SR, PDF, text, NIfTI, report.json); its headless analysis
+must agree with the worker thread's. With ``--llm DIR``
 a local language model drafts a few tokens too (transformers, offline). It also checks the
 compressed-pixel decoders (pylibjpeg plugins found through their entry points),
 the header-reading worker processes (``multiprocessing.freeze_support`` in a
 frozen build), the resources folder, and that nothing tried to reach the network.
 
 Everything is written to a temporary folder, never to the user's data or
-config dirs, and removed afterwards unless ``--keep DIR`` is given. The exit
+config dirs (``_isolated_environment`` points both there, so the index, the
+analysis store, report drafts, thumbnails and the audit trail all land in it),
+and removed afterwards unless ``--keep DIR`` is given. The exit
 status is 0 when every step passed; otherwise each failure is printed and the
 status is 1. ``startup`` reports the seconds from process launch to the window
 being shown, the number the packaging README quotes.
@@ -47,6 +50,7 @@ logger = logging.getLogger(__name__)
 MODEL_ID = "builtin.ct"
 OPEN_TIMEOUT_S = 180.0  # generate + import + stream the demo study
 ANALYSIS_TIMEOUT_S = 600.0  # the first run imports torch on the worker; CPU only on most CI machines
+STORE_TIMEOUT_S = 60.0  # the worker writes the label map and findings into the analysis store after the result
 LLM_TOKENS = 16  # enough to prove a local model loads and streams
 EXPECTED_EXPORTS = ("seg", "sr", "report_sr", "pdf", "txt", "nifti")
 OFFLINE_SWITCHES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")  # set by packaging/hooks/rthooks/pyi_rth_workstation.py
@@ -351,6 +355,7 @@ class _Run:
         findings = self.result.findings
         if not findings.measurements:
             raise SelfTestError("the analysis measured nothing on the demo study")
+        _wait_for_store(self.settings)
         return (f"{prov.model_id} {prov.model_version} on {prov.device}: {len(self.result.label_table)} labels, "
                 f"{len(findings.measurements)} measurements, {len(findings.lesions)} lesions, "
                 f"{prov.timings_s.get('total', 0.0):.1f} s")
@@ -363,7 +368,7 @@ class _Run:
 
         out = self.workdir / "report"
         res = run_report(self.settings, f"study:{self.study_id}", out, device=self.settings.device,
-                         export_formats=EXPECTED_EXPORTS)
+                         export_formats=EXPECTED_EXPORTS, reuse=False)  # not the worker's stored result: run again
         self.inputs = res.inputs
         missing = [k for k in (*EXPECTED_EXPORTS, "json") if k not in res.files or not res.files[k].is_file()
                    or res.files[k].stat().st_size == 0]
@@ -436,6 +441,21 @@ class _Run:
         if left:
             raise SelfTestError(f"still running after close: {', '.join(left)}")
         return "closed; no thread left running"
+
+
+def _wait_for_store(settings: Settings) -> None:
+    """The worker keeps its result in the analysis store (of the temporary data dir) right after showing it."""
+    from PySide6.QtWidgets import QApplication
+
+    from workstation.services.analysis_store import AnalysisStore
+
+    store = AnalysisStore.for_settings(settings)
+    deadline = time.monotonic() + STORE_TIMEOUT_S
+    while not store.records() and time.monotonic() < deadline:
+        QApplication.processEvents()
+        time.sleep(0.05)
+    if not store.records():
+        raise SelfTestError(f"the worker's result was not kept in the analysis store ({store.root})")
 
 
 def _measurements(findings: Any) -> list[tuple[str, str, str, float]]:

@@ -56,7 +56,19 @@ class Settings(BaseSettings):
     db: Path | None = None
     models_dir: Path | None = None
     import_workers: int = Field(default=0, ge=0, description="0 = one per CPU core")
+    import_max_header_mb: int = Field(default=64, ge=1, description="import reads at most this much of a file "
+                                      "before its pixel data; larger headers are rejected with the reason")
+    import_max_zip_member_mb: int = Field(default=1024, ge=1, description="zip members that inflate to more "
+                                          "than this are refused (zip bombs), with the reason")
+    import_max_decoded_mb: int = Field(default=4096, ge=1, description="objects declaring more pixel data than "
+                                       "this (Rows x Columns x frames) are rejected at import")
+    import_file_budget_s: float = Field(default=5.0, gt=0, description="seconds one file's header may take to "
+                                        "read before it is rejected, so one file never holds up an import")
     nonuniform_spacing: Literal["resample", "refuse"] = "resample"
+    max_interpolated_share: float = Field(
+        default=0.10, ge=0.0, le=1.0,
+        description="analysis refuses a series when more than this share of its slices would be interpolated "
+                    "(missing slices, gaps); --allow-interpolated or 'Analyse anyway' overrides")
     pacs: dict[str, Any] = Field(
         default_factory=dict,
         description="PACS nodes, our AE title and listener port; validated on use by "

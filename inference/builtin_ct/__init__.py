@@ -1,9 +1,12 @@
 """The built-in CT analysis model: HU rules and shape, no weights, the application's default model.
 
 It labels body, right and left lungs, airways, bone (cortex and marrow),
-muscle, subcutaneous and visceral fat and lung nodule candidates, and measures
-lung volumes, %LAA-950, body composition and trabecular bone density (see
-``inference.builtin_ct.measurements`` for the conventions and cautions).
+the trunk's muscle, subcutaneous and visceral fat (arms are body, not trunk
+tissue) and lung nodule candidates, and measures lung volumes, %LAA-950, body
+composition at a vertebral level named from the spine (withheld, with the
+reason as a caution, when no level can be named) and trabecular bone density
+(see ``inference.builtin_ct.measurements`` for the conventions and cautions,
+``soft_tissue`` for the compartments and ``spine`` for the levels).
 
 Importing this package is cheap (no torch, MONAI or scipy): the engine lists
 models by importing it; the pipeline modules load on the first ``run``.

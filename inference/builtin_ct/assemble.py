@@ -56,9 +56,11 @@ def _bin_lut() -> npt.NDArray[np.uint8]:
 def _compartment_label(comp: int, b: int) -> int:
     if comp == st.OUT:
         return 0
-    if b == B_FAT:
-        return t.VISCERAL_FAT if comp in (st.CAVITY, st.MUSCLE_ZONE) else t.SUBCUTANEOUS_FAT
-    if b in (B_LEAN, B_LEAN_DENSE) and comp in (st.MUSCLE_ZONE, st.LIMB):
+    if comp == st.LIMB:  # arms: neither trunk muscle nor trunk fat
+        return t.BODY
+    if b == B_FAT:  # fat among the muscles (intermuscular) is neither visceral nor subcutaneous
+        return {st.CAVITY: t.VISCERAL_FAT, st.SUBQ: t.SUBCUTANEOUS_FAT}.get(comp, t.BODY)
+    if b in (B_LEAN, B_LEAN_DENSE) and comp == st.MUSCLE_ZONE:
         return t.MUSCLE
     return t.BODY
 

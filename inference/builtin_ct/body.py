@@ -7,7 +7,8 @@ scan shows apart from the trunk); the opening's bite out of the skin is given ba
 slice is hole-filled so lungs and bowel gas count as inside the body. The trunk
 is the largest body region of each slice after cutting contacts narrower than
 ~12 mm (arms held at the sides are separate regions, or touch the trunk
-along a short contact).
+along a short contact), less what an arm occupies in a neighbouring slice
+where it lies apart (an arm touching the trunk in some slices only).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from scipy import ndimage as ndi
 
 from inference.builtin_ct.grid import vox
 from inference.builtin_ct.morph import FACE, dilate, fill_holes_2d, label, largest_per_slice, opening
@@ -28,6 +30,7 @@ DETACH_MM = 3.0  # table and clothing contacts thinner than ~2x this are cut
 MIN_PART_FRACTION = 0.03
 MIN_PART_ML = 30.0
 ARM_CONTACT_MM = 6.0
+ARM_MERGED_SHARE = 0.5
 
 
 @dataclass
@@ -65,4 +68,34 @@ def segment_body(hu: npt.NDArray[np.float32], spacing: tuple[float, float, float
     cut = (0, vox(ARM_CONTACT_MM, spacing[1]), vox(ARM_CONTACT_MM, spacing[2]))
     trunk = dilate(largest_per_slice(opening(body, cut)), cut) & body
     trunk = largest_per_slice(trunk)
+    trunk = _arms_across_slices(body, trunk)
     return BodyMasks(body, trunk)
+
+
+def _arms_across_slices(body: npt.NDArray[np.bool_], trunk: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    """Take from the trunk what an arm occupies in the next slice where that arm lies apart from the trunk.
+
+    An arm that touches the trunk in some slices is apart from it in others; its
+    cross-section moves little from slice to slice, so the trunk pixels that
+    were arm in a neighbouring slice are arm too, when at least
+    ``ARM_MERGED_SHARE`` of that arm's cross-section falls in the trunk (not a
+    sliver of a widening flank). Carried slice by slice up and down, the
+    footprint can only shrink (no dilation), so it never spreads into the trunk.
+    """
+    limb = body & ~trunk
+    if not limb.any() or trunk.shape[0] < 2:
+        return trunk
+    arm = limb.copy()
+    for order in (range(1, trunk.shape[0]), range(trunk.shape[0] - 2, -1, -1)):
+        for z in order:
+            prev = z - 1 if order.step == 1 else z + 1
+            if not (arm[prev] & trunk[z]).any():
+                continue
+            lab, n = ndi.label(arm[prev])
+            inside = np.bincount(lab[trunk[z]], minlength=n + 1)
+            whole = np.bincount(lab.ravel(), minlength=n + 1)
+            merged = inside >= ARM_MERGED_SHARE * whole  # the arm's whole cross-section now lies in the "trunk"
+            merged[0] = False
+            arm[z] |= merged[lab] & trunk[z]
+    out = trunk & ~arm
+    return largest_per_slice(out) if (out != trunk).any() else trunk

@@ -71,13 +71,14 @@ MIN_BONE_MM3 = 300.0
 
 @dataclass
 class BoneMasks:
-    """Coarse bone masks: ``zone`` (cortex and its edge), ``marrow`` (enclosed), ``lumen`` (never bone)."""
+    """Coarse bone masks: ``zone`` (cortex and its edge), ``marrow`` (enclosed), ``lumen`` (never bone), ``solid``."""
 
     zone: Bool3
     marrow: Bool3
     vertebral_marrow: Bool3
     lumen: Bool3
     rejected_calcifications: int
+    solid: Bool3  # core and marrow without the edge rim: neighbouring bones stay apart
 
 
 def _local_std(hu: F32, spacing: tuple[float, float, float]) -> F32:
@@ -228,4 +229,4 @@ def segment_bone(hu: F32, hmax: F32, body: Bool3, spacing: tuple[float, float, f
     vertebral = _vertebral(core | marrow, body, spacing)
     n_rejected = int((plaque[1:] & (counts[1:] >= MIN_CORTEX_VOXELS)).sum()) if n else 0
     logger.info("bone: %d cortex components, %d rejected as vascular calcification", n, n_rejected)
-    return BoneMasks(zone, marrow & ~core, vertebral, lumen, n_rejected)
+    return BoneMasks(zone, marrow & ~core, vertebral, lumen, n_rejected, core | marrow)

@@ -12,7 +12,17 @@ Conventions (the same as the demo study's truth, ``workstation/demo/truth.py``):
   recommendations) use 0.6-1.25 mm sections; thicker sections average
   emphysematous voxels with their neighbours above -950 HU and lower the index.
 - Body composition areas (cm2) are counted on one axial slice of the trunk
-  (arms excluded); volumes (mL) over the whole scan, arms included.
+  (arms excluded) through the middle of a named vertebral body: L3 when the
+  scan holds it, else the nearest of L2, L4, L1, L5 or T12, with a caution that
+  the values are not comparable with L3 references. The level comes from the
+  spine (``inference.builtin_ct.spine``: vertebrae counted from the lowest
+  rib-bearing one, T12, or up from the sacrum). When no level can be named
+  (no rib-free vertebra below the ribs, no ribs or sacrum to count from, an
+  ambiguous count) the areas are withheld, not estimated, and a caution
+  "Body composition not reported: ..." gives the reason. An area is also
+  withheld when the field of view cuts the body (subcutaneous fat) or the
+  muscle wall (muscle, visceral fat) on that slice. Volumes (mL) count the
+  trunk's labelled voxels over the scanned range (arms excluded).
 """
 
 from __future__ import annotations
@@ -34,8 +44,19 @@ from inference.findings_model import Measurement
 logger = logging.getLogger(__name__)
 
 MAX_LAA_THICKNESS_MM = 1.5
-LUNG_LEVEL_FRACTION = 0.05
 MIN_LUNG_ML = 50.0  # less than this is a lung base or apex clipped by the scan, not a measurable lung
+
+
+@dataclass
+class Level:
+    """The vertebral level for body composition: name, canonical full-resolution slice, how it was counted."""
+
+    name: str
+    slice: int
+    counted_from: str
+    why_not_l3: str = ""
+    body_cut: bool = False  # the trunk reaches the edge of the field of view on this slice
+    wall_cut: bool = False  # so does the muscle wall (what it encloses)
 
 
 @dataclass
@@ -48,6 +69,8 @@ class ScanInfo:
     slice_z_mm: npt.NDArray[np.float64]  # LPS z of each canonical full-resolution slice
     spacing_z_mm: float
     notes: list[str] = field(default_factory=list)
+    level: Level | None = None
+    level_problem: str = "the vertebral column was not analysed"
 
 
 def _contrast(metadata: dict[str, Any]) -> bool:
@@ -143,20 +166,22 @@ def _lungs(hist: npt.NDArray[np.int64], info: ScanInfo, cautions: list[str], par
     return out
 
 
-def _level(counts: npt.NDArray[np.int64]) -> tuple[int, str, str]:
-    """Axial slice for body composition, its description, and a caution (L3 is not identified)."""
-    lung = counts[:, t.LUNG_RIGHT] + counts[:, t.LUNG_LEFT] + counts[:, t.LUNG_NODULE]
-    if lung.max() > 0:
-        z = int(np.nonzero(lung >= LUNG_LEVEL_FRACTION * lung.max())[0].min())
-        return z, "the most inferior slice with lung (lung bases)", (
-            "body composition is measured at the lung bases, not at L3: vertebral levels are not identified, "
-            "so the areas are not comparable with L3 reference values")
-    body = counts[:, 1:].sum(axis=1)
-    zs = np.nonzero(body)[0]
-    z = int(zs[len(zs) // 2]) if zs.size else counts.shape[0] // 2
-    return z, "the middle slice of the scanned body (no lung in the scan)", (
-        "body composition is measured at the middle slice of the scan, not at L3: vertebral levels are not "
-        "identified, so the areas are not comparable with L3 reference values")
+_COUNTED = {"T12": "counted down from the lowest rib-bearing vertebra as T12",
+            "sacrum": "counted up from the sacrum"}
+
+
+def withheld_caution(problem: str) -> str:
+    """The caution that replaces the body-composition areas when no vertebral level can be named."""
+    return f"Body composition not reported: the vertebral level could not be identified ({problem})"
+
+
+def level_caution(name: str, why: str) -> str:
+    """The caution for areas measured at a level other than L3 ('' at L3)."""
+    if name == "L3":
+        return ""
+    because = f" ({why})" if why else ""
+    return (f"body composition is measured at {name}, not at L3{because}: the areas are not comparable with "
+            f"L3 reference values")
 
 
 def lung_coverage(counts: npt.NDArray[np.int64], voxel_ml: float) -> tuple[bool, str]:
@@ -189,21 +214,40 @@ def measure(hist: npt.NDArray[np.int64], marrow_hu_sum: float, info: ScanInfo) -
         out += _lungs(hist, info, laa, partial)
     else:
         info.notes.append("no lungs in the scanned range: lung volumes and %LAA-950 are not reported")
-    z, where, level_caution = _level(counts)
-    cautions.append(level_caution)
-    level = hist[z:z + 1]
-    z_mm = float(info.slice_z_mm[z])
-    for name, lab in (("muscle", t.MUSCLE), ("subcutaneous fat", t.SUBCUTANEOUS_FAT),
-                      ("visceral fat", t.VISCERAL_FAT)):
-        area = _select(level, lab, exclude_comp=st.LIMB) * info.pixel_mm2 / 100.0
-        hu_range = "-29..150" if lab == t.MUSCLE else "-190..-30"
-        out.append(Measurement(f"{name} area", round(area, 2), "cm2", name.replace(" ", "_"), "",
-                               f"HU {hu_range} in the {name} compartment of the trunk, at {where} "
-                               f"(canonical slice {z}, z = {z_mm:.1f} mm LPS)",
-                               "; ".join(c for c in (level_caution, hu_note) if c)))
+    hu_ranges = {t.MUSCLE: "-29..150", t.SUBCUTANEOUS_FAT: "-190..-30", t.VISCERAL_FAT: "-190..-30"}
+    tissues = (("muscle", t.MUSCLE), ("subcutaneous fat", t.SUBCUTANEOUS_FAT), ("visceral fat", t.VISCERAL_FAT))
+    if info.level is None:
+        cautions.append(withheld_caution(info.level_problem))
+    else:
+        z = info.level.slice
+        at_level = level_caution(info.level.name, info.level.why_not_l3)
+        if at_level and not info.level.wall_cut:  # (a cut wall withholds every area)
+            cautions.append(at_level)
+        level = hist[z:z + 1]
+        z_mm = float(info.slice_z_mm[z])
+        how = _COUNTED.get(info.level.counted_from, info.level.counted_from)
+        cut = {t.SUBCUTANEOUS_FAT: info.level.body_cut, t.MUSCLE: info.level.wall_cut,
+               t.VISCERAL_FAT: info.level.wall_cut}
+        if info.level.wall_cut:
+            cautions.append(f"Muscle and visceral fat areas not reported: the muscle wall reaches the edge of the "
+                            f"field of view at {info.level.name}, so part of it lies outside the image")
+        if info.level.body_cut:
+            cautions.append(f"Subcutaneous fat area not reported: the body reaches the edge of the field of view "
+                            f"at {info.level.name}, so part of the subcutaneous fat lies outside the image")
+        for name, lab in tissues:
+            if cut[lab]:
+                continue
+            area = _select(level, lab, exclude_comp=st.LIMB) * info.pixel_mm2 / 100.0
+            out.append(Measurement(f"{name} area", round(area, 2), "cm2", name.replace(" ", "_"), "",
+                                   f"HU {hu_ranges[lab]} in the {name} compartment of the trunk (arms excluded), at "
+                                   f"the middle of the {info.level.name} vertebral body ({how}; "
+                                   f"canonical slice {z}, z = {z_mm:.1f} mm LPS)",
+                                   "; ".join(c for c in (at_level, hu_note) if c)))
+    for name, lab in tissues:
         volume = int(counts[:, lab].sum()) * info.voxel_ml
         out.append(Measurement(f"{name} volume", round(volume, 1), "mL", name.replace(" ", "_"), "",
-                               f"all {name} voxels of the scan (HU {hu_range}, by compartment)", hu_note))
+                               f"all {name} voxels of the trunk in the scanned range (HU {hu_ranges[lab]}, by "
+                               f"compartment; arms excluded)", hu_note))
     marrow_n = _select(hist, t.BONE_MARROW, overlays=(a.VERTEBRAL_MARROW,))
     if marrow_n:
         out.append(Measurement("bone mean HU", round(marrow_hu_sum / marrow_n, 1), "HU", "bone_marrow", "",

@@ -4,7 +4,12 @@ Loading (``BundleModel.load``, cached for the last bundle/device used):
 
 - the bundle folder and its files must still resolve inside the models folder
   (a bundle config can evaluate Python: nothing outside that folder is parsed);
-- ``configs/inference.json`` (or YAML) is read with ``monai.bundle.ConfigParser``;
+- the config's code is audited (``config_audit``): a config that would run code
+  outside the allow-list is refused (``UntrustedCodeError``) unless the user
+  trusted that exact config (``trust``), and a trusted run says so in the
+  provenance notes;
+- ``configs/inference.json`` (or YAML), reduced to what the workstation evaluates
+  (``config_audit.evaluated_config``), is read with ``monai.bundle.ConfigParser``;
   ``bundle_root`` is set to the bundle folder and ``device`` to the run's device;
 - the network: ``models/model.pt`` is a state dict loaded with
   ``torch.load(weights_only=True)`` (unwrapped from a ``"model"`` or
@@ -36,9 +41,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from inference.bundles.config_audit import (
+    ConfigAudit,
+    UntrustedCodeError,
+    audit_config,
+    evaluated_config,
+    refusal_message,
+)
 from inference.bundles.layout import BundleInfo, input_spec, is_inside, label_table_from_metadata, read_config_text
 from inference.bundles.sliding import WindowSettings, run_network
 from inference.bundles.spatial import to_input_grid, to_model_space
+from inference.bundles.trust import TrustRecord, trust_for
 from inference.contract import ModelOutput, RunContext
 from inference.errors import ModelError
 from inference.labels import LabelTable
@@ -49,8 +62,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-LOADER_TRANSFORMS = ("LoadImaged", "LoadImage", "EnsureChannelFirstd", "EnsureChannelFirst",
-                     "AddChanneld", "AddChannel", "AsChannelFirstd", "AsChannelFirst")
 _DEVICE_RE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
 
 
@@ -89,11 +100,6 @@ def _short(exc: BaseException, limit: int = 400) -> str:
     lines = str(exc).strip().splitlines()
     text = lines[0] if lines else type(exc).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _is_loader(item: Any) -> bool:
-    target = item.get("_target_", "") if isinstance(item, dict) else ""
-    return isinstance(target, str) and target.rsplit(".", 1)[-1] in LOADER_TRANSFORMS
 
 
 def _unwrap_state(state: Any) -> Any:
@@ -137,6 +143,34 @@ class BundleModel:
         detail = f": {_short(exc)}" if exc is not None else ""
         return ModelError(f"bundle '{self.name}': {what}{detail}")
 
+    def _read_config(self) -> dict[str, Any]:
+        path = self.info.config_path
+        if path is None:
+            raise self._fail("config or weights missing")
+        try:
+            return read_config_text(path.name, path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise self._fail("bad config", exc) from exc
+
+    def code_audit(self) -> ConfigAudit:
+        """What code the config holds and whether it stays inside the allow-list (reads JSON only)."""
+        return audit_config(self._read_config())
+
+    def trust(self) -> TrustRecord | None:
+        """The user's trust in this exact config, if given (``models install --trust-code`` or the window)."""
+        return trust_for(self.models_root, self.name, self.info.config_path)
+
+    def check_code(self) -> tuple[dict[str, Any], ConfigAudit, TrustRecord | None]:
+        """(config, audit, trust); ``UntrustedCodeError`` if the config needs trust it does not have."""
+        config = self._read_config()
+        audit = audit_config(config)
+        trust = self.trust()
+        if not audit.passed and trust is None:
+            hint = ("Run it only if you trust its publisher: reinstall it with 'workstation models install ZIP "
+                    "--trust-code', or confirm in the window.")
+            raise UntrustedCodeError(refusal_message(self.name, audit, hint), audit)
+        return config, audit, trust
+
     def _cache_key(self, device: str) -> tuple[Any, ...]:
         files = [p for p in (self.info.config_path, self.info.weights_path) if p is not None]
         stats = tuple((p.stat().st_mtime_ns, p.stat().st_size) for p in files)
@@ -153,15 +187,16 @@ class BundleModel:
             raise self._fail(f"leads outside the models folder {self.models_root}; refused")
         if not _DEVICE_RE.match(device):
             raise self._fail(f"unsupported device '{device}'")
+        config, _audit, trust = self.check_code()
         try:
-            key = self._cache_key(device)
+            key = (*self._cache_key(device), trust is not None)
         except OSError as exc:
             raise self._fail("cannot read its files", exc) from exc
         with _cache_lock:
             if key in _cache:
                 return _cache[key]
         with _quiet_monai():
-            loaded = self._load(config_path, weights_path, device)
+            loaded = self._load(config, weights_path, device, trusted=trust is not None)
         with _cache_lock:
             _cache.clear()  # one network at a time: a workstation GPU holds one model well
             _cache[key] = loaded
@@ -173,21 +208,13 @@ class BundleModel:
             for key in [k for k in _cache if k[0] == str(self.path.resolve())]:
                 del _cache[key]
 
-    def _load(self, config_path: Path, weights_path: Path, device: str) -> LoadedBundle:
+    def _load(self, raw: dict[str, Any], weights_path: Path, device: str, *, trusted: bool) -> LoadedBundle:
         from monai.bundle import ConfigParser
         from monai.inferers import SlidingWindowInferer
 
-        try:
-            config = read_config_text(config_path.name, config_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
-            raise self._fail("bad config", exc) from exc
+        # only what the workstation evaluates (what the audit checked) reaches MONAI
+        config = evaluated_config(raw, bundle_root=str(self.path), device=device, trusted=trusted)
         parser = ConfigParser(config)
-        parser["bundle_root"] = str(self.path)
-        if "device" in config:
-            parser["device"] = f"$torch.device('{device}')"
-        pre = config.get("preprocessing")
-        if isinstance(pre, dict) and isinstance(pre.get("transforms"), list):
-            parser["preprocessing#transforms"] = [t for t in pre["transforms"] if not _is_loader(t)]
         try:
             if "imports" in config:
                 parser.get_parsed_content("imports")
@@ -214,7 +241,7 @@ class BundleModel:
         elif inferer is not None:
             logger.info("bundle '%s': inferer %s is not a sliding window; running the whole image at once",
                         self.name, type(inferer).__name__)
-        return LoadedBundle(network, preprocessing, settings, device, _multilabel_sigmoid(config))
+        return LoadedBundle(network, preprocessing, settings, device, _multilabel_sigmoid(raw))
 
     def _network(self, parser: Any, weights_path: Path, device: str) -> Any:
         import torch
@@ -273,6 +300,10 @@ class BundleModel:
                              "the workstation passes one image")
         ctx.stage(0.02, f"loading {self.title}")
         loaded = self.load(ctx.device.device)
+        _config, audit, trust = self.check_code()
+        if trust is not None and not audit.passed:
+            ctx.note(f"bundle '{self.name}' ran code outside the allow-list ({len(audit.refused)} item(s) in its "
+                     f"config), {trust.describe()}")
         if loaded.multilabel_sigmoid and len(self.labels) > 1:
             raise self._fail("multi-label (sigmoid, overlapping channels) outputs are not supported")
         if loaded.preprocessing is None:

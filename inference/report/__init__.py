@@ -4,14 +4,17 @@
 - ``TemplateDrafter`` (deterministic) and ``TransformersDrafter`` (a local causal LM,
   offline, streamed, cancellable), both returning a ``ReportDraft``; ``make_drafter``
   picks one.
-- ``check_draft``: every number, side and structure of a draft against the findings
-  and notes, sentence by sentence, with links to the findings for navigation.
+- ``check_draft``: every number, side, structure, zone and image reference of a draft
+  against the findings and notes, sentence by sentence, with links to the findings for
+  navigation.
+- ``targets_of``: what the notes' request asks (``Target``), answered first in the impression.
 """
 
 from inference.report.draft import SECTIONS, ReportDraft
 from inference.report.drafting import Drafter, make_drafter
 from inference.report.facts import FindingLink
 from inference.report.grounding import GroundingReport, SentenceCheck, check_draft, check_sentence
+from inference.report.indication import Target, parse_indication, targets_of
 from inference.report.inputs import ClinicalNote, ReportInputs, TechniqueFacts, scrub_identifiers
 from inference.report.llm import Generation, TransformersDrafter, check_model_folder
 from inference.report.prompt import SYSTEM_PROMPT, build_messages
@@ -29,6 +32,7 @@ __all__ = [
     "ReportDraft",
     "ReportInputs",
     "SentenceCheck",
+    "Target",
     "TechniqueFacts",
     "TemplateDrafter",
     "TransformersDrafter",
@@ -37,6 +41,8 @@ __all__ = [
     "check_model_folder",
     "check_sentence",
     "make_drafter",
+    "parse_indication",
     "scrub_identifiers",
     "split_sentences",
+    "targets_of",
 ]

@@ -21,8 +21,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from inference.findings_model import Findings, Lesion, StructureFinding
+from inference.findings_zones import Zone, parse_zone
+from inference.image_refs import image_text
+from inference.labels import readable_name
 from inference.report.inputs import ReportInputs, note_label
-from inference.report.lexicon import concepts_in, label_concepts, readable_name
+from inference.report.lexicon import ZONE_CONCEPTS, concepts_in, label_concepts
 from inference.report.quantities import UNITS, Quantity, find_quantities, unit_key
 
 logger = logging.getLogger(__name__)
@@ -49,6 +52,8 @@ class FindingLink:
     centroid_lps: Triple | None = None
     centroid_index: Triple | None = None
     axial_slice: int | None = None
+    series_number: int | None = None  # a lesion's source image (SeriesNumber, InstanceNumber), as a reader finds it
+    instance_number: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -88,6 +93,7 @@ class GroundingFacts:
     lesion_assessed: bool = False
     lesion_sides: list[tuple[str, FindingLink]] = field(default_factory=list)
     concept_links: dict[str, list[tuple[str, FindingLink]]] = field(default_factory=dict)
+    lesions: list[tuple[Lesion, FindingLink]] = field(default_factory=list)
 
     def texts_of(self, *kinds: str) -> list[TextSource]:
         """The text sources of these kinds, in the order of ``kinds``."""
@@ -109,14 +115,36 @@ def _structure_link(s: StructureFinding) -> FindingLink:
 
 
 def _lesion_side(les: Lesion) -> str:
-    loc = _name_side(les.location) if les.location else ""
+    zone = parse_zone(les.zone)
+    loc = zone.side if zone is not None else (_name_side(les.location) if les.location else "")
     return loc or (les.side if les.side in ("left", "right") else "")
 
 
+def lesion_zone(les: Lesion) -> Zone | None:
+    """The lesion's lobe or zone (``inference.findings_zones``), None when it has none."""
+    return parse_zone(les.zone)
+
+
+def lesion_place(les: Lesion) -> str:
+    """Where a lesion is, in words: its zone or lobe ("right upper zone, peripheral"), else the structure
+    around it ("right lung"), else its side ("right"); "" when none is known."""
+    return les.zone or les.location or (les.side if les.side in ("left", "right") else "")
+
+
+def image_reference(les: Lesion) -> str:
+    """The image a reader goes to, as a report writes it: "series 2, image 78" ("" when not known).
+
+    Never the zero-based grid slice (``axial_slice``): ``inference.image_refs`` names the acquired image.
+    """
+    return image_text(les.series_number, les.instance_number, style="long")
+
+
 def _lesion_link(les: Lesion) -> FindingLink:
-    where = f" ({les.location})" if les.location else ""
+    place = les.zone or les.location
+    where = f" ({place})" if place else ""
     return FindingLink(f"lesion:{les.name}:{les.number}", "lesion", f"{lesion_noun(les.name)} {les.number}{where}",
-                       les.label, _triple(les.centroid_lps), _triple(les.centroid_index), les.axial_slice)
+                       les.label, _triple(les.centroid_lps), _triple(les.centroid_index), les.axial_slice,
+                       les.series_number, les.instance_number)
 
 
 def lesion_noun(name: str) -> str:
@@ -142,6 +170,8 @@ def collect_facts(inputs: ReportInputs) -> GroundingFacts:
     if inputs.label_table is not None:
         for lab in inputs.label_table:
             out.known_concepts |= label_concepts(lab.name)
+    if "lung" in out.known_concepts:  # zones are thirds of a segmented lung
+        out.known_concepts |= ZONE_CONCEPTS
     _add_measurements(out, f)
     _add_texts(out, inputs)
     return out
@@ -161,7 +191,10 @@ def _add_structure(out: GroundingFacts, s: StructureFinding) -> None:
 
 def _add_lesion(out: GroundingFacts, les: Lesion) -> None:
     link = _lesion_link(les)
-    concepts = frozenset({"lesion"} | (label_concepts(les.location) if les.location else set()))
+    zone = lesion_zone(les)
+    zone_concepts = {f"{zone.part} zone"} & ZONE_CONCEPTS if zone is not None and zone.kind == "zone" else set()
+    concepts = frozenset({"lesion"} | (label_concepts(les.location) if les.location else set()) | zone_concepts)
+    out.lesions.append((les, link))
     side = _lesion_side(les)
     out.lesion_sides.append((side, link))
     out.concept_links.setdefault("lesion", []).append((side, link))

@@ -24,6 +24,10 @@ Rules, per sentence (``check_draft``):
    needs both. A count before a lesion word ("4 nodule candidates") must equal
    the number of lesions (on the clause's side, if it names one). In Clinical
    information and Comparison sides are history and are not checked.
+4. Places and images (``inference.report.grounding_places``): a zone or lobe
+   ("right upper zone, peripheral") must be the lesion's, and "series 2,
+   image 78" its image. A double-quoted passage the notes hold word for word
+   is the notes' wording and is not judged as a claim.
 
 A sentence passes (``ok``) with links to every finding it matched, for the
 viewer to navigate to; a flagged sentence lists the reasons in plain words.
@@ -39,6 +43,12 @@ from typing import Any
 
 from inference.report.draft import CLINICAL, COMPARISON, FINDINGS, IMPRESSION, TECHNIQUE, ReportDraft
 from inference.report.facts import Fact, FindingLink, GroundingFacts, TextSource, collect_facts
+from inference.report.grounding_places import (
+    check_images,
+    check_places,
+    clause_has_verified_place,
+    mask_quoted_notes,
+)
 from inference.report.inputs import ReportInputs
 from inference.report.lexicon import Mention, clause_of, clauses, find_terms, is_negated, sides_in
 from inference.report.quantities import CANONICAL_UNIT, Quantity, find_quantities, format_value
@@ -121,12 +131,14 @@ def check_draft(draft: ReportDraft, inputs: ReportInputs) -> GroundingReport:
 def check_sentence(text: str, section: str, facts: GroundingFacts, index: int = 0) -> SentenceCheck:
     """The verdict on one sentence of ``section`` (see the module docstring for the rules)."""
     result = SentenceCheck(section, index, text)
-    masked = _MASK.sub(lambda m: " " * len(m.group(0)), text)
+    masked = _MASK.sub(lambda m: " " * len(m.group(0)), mask_quoted_notes(text, facts, result.links))
     spans = clauses(masked)
     mentions = find_terms(masked)
     _check_structures(result, mentions, facts)
     if section in _SIDE_SECTIONS:
         _check_numbered(result, masked, spans, facts)
+        check_places(masked, facts, result.reasons, result.links)
+        check_images(masked, facts, result.reasons, result.links)
     for q in find_quantities(masked):
         _check_quantity(result, q, masked, spans, mentions, section, facts)
     if section in _SIDE_SECTIONS:
@@ -345,8 +357,8 @@ def _check_laterality(result: SentenceCheck, masked: str, spans: list[tuple[int,
                     _add_link(result, link)
         if "lesion" not in concepts or not facts.lesion_assessed:
             continue
-        if find_quantities(clause):
-            continue  # a measured lesion was checked number by number
+        if find_quantities(clause) or clause_has_verified_place(clause, facts):
+            continue  # a measured lesion was checked number by number, a placed one by its zone
         negated = is_negated(clause)
         for side in sorted(sides):
             wanted = ("left", "right") if side == "both" else (side,)

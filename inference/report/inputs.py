@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from inference.findings_model import Findings
 from inference.labels import LabelTable
+from inference.report.lexicon import body_part_words, dicom_text
 
 if TYPE_CHECKING:
     from inference.contract import AnalysisResult
@@ -59,9 +60,17 @@ class ClinicalNote(NamedTuple):
     text: str
 
 
+_SINGLE_VALUED = ("body_part", "manufacturer", "scanner_model", "kernel")
+
+
 @dataclass(frozen=True)
 class TechniqueFacts:
-    """How the images were acquired, as far as the headers tell. Never holds patient data."""
+    """How the images were acquired, as far as the headers tell. Never holds patient data.
+
+    Header codes are kept as words a report can print: ``body_part`` "PARTIALBODY"
+    becomes "partial body", a multi-valued kernel "Br38f\\3" becomes "Br38f"
+    (``inference.report.lexicon``).
+    """
 
     modality: str = ""
     body_part: str = ""
@@ -76,7 +85,11 @@ class TechniqueFacts:
     def __post_init__(self) -> None:
         for name in ("body_part", "manufacturer", "scanner_model", "kernel", "study_description",
                      "series_description"):
-            object.__setattr__(self, name, scrub_identifiers(str(getattr(self, name)).strip()))
+            value = getattr(self, name)
+            if name in _SINGLE_VALUED:  # a multi-valued header string: its first meaningful value
+                value = dicom_text(value)
+            object.__setattr__(self, name, scrub_identifiers(str(value).strip()))
+        object.__setattr__(self, "body_part", body_part_words(self.body_part))
 
     @classmethod
     def from_metadata(cls, modality: str, metadata: Mapping[str, Any], study_description: str = "") -> TechniqueFacts:

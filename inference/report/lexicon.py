@@ -9,8 +9,14 @@ liver makes "liver" a known structure without code changes. Words that are not
 in the lexicon are not judged: the lexicon lists what a report may name
 wrongly, it does not claim to know all anatomy.
 
-Lobes are their own concepts (upper, middle, lower lobe, lingula): lobes are
-not segmented, so naming one ("right upper lobe") must come from the notes.
+Lobes are their own concepts (upper, middle, lower lobe, lingula): naming one
+("right upper lobe") needs a lobe model's labels or the notes. Zones (upper,
+middle, lower zone: thirds of a segmented lung, ``inference.findings_zones``) are
+parts of the lung; which lesion lies in which zone or lobe is checked by
+``inference.report.grounding_places``.
+
+Header values become words here too (``dicom_text``, ``body_part_words``):
+"PARTIALBODY" is "partial body" and a multi-valued "Br38f\\3" is "Br38f".
 """
 
 from __future__ import annotations
@@ -32,6 +38,9 @@ _TERMS: dict[str, tuple[str, ...]] = {
     "middle lobe": ("middle lobe",),
     "lower lobe": ("lower lobe", "lower lobes"),
     "lingula": ("lingula", "lingular"),
+    "upper zone": ("upper zone", "upper zones"),
+    "middle zone": ("middle zone", "middle zones"),
+    "lower zone": ("lower zone", "lower zones"),
     "airway": ("airway", "airways", "trachea", "tracheal", "bronchus", "bronchi", "bronchial", "main bronchus",
                "carina"),
     "bone": ("bone", "bones", "osseous", "skeleton", "skeletal", "vertebra", "vertebrae", "vertebral",
@@ -90,7 +99,9 @@ _FORM_RE = re.compile(r"\b(" + "|".join(re.escape(f).replace(r"\ ", r"\s+") for 
 
 # a named part implies its whole: a measured "subcutaneous fat" makes "fat" a measured structure too
 PARENTS: dict[str, str] = {"subcutaneous fat": "fat", "visceral fat": "fat", "upper lobe": "lobe",
-                           "middle lobe": "lobe", "lower lobe": "lobe", "lingula": "lobe"}
+                           "middle lobe": "lobe", "lower lobe": "lobe", "lingula": "lobe", "upper zone": "lung",
+                           "middle zone": "lung", "lower zone": "lung"}
+ZONE_CONCEPTS = frozenset({"upper zone", "middle zone", "lower zone"})
 _SIDE_RE = re.compile(r"\b(right|left|bilateral|bilaterally|both)\b", re.IGNORECASE)
 _NEGATION_RE = re.compile(r"\b(no|not|without|absent|none|neither|nor|negative\s+for|free\s+of)\b", re.IGNORECASE)
 _CLAUSE_RE = re.compile(r"[;,:()]|\.\s|\s(?:and|but|while|whereas|with)\s", re.IGNORECASE)
@@ -115,20 +126,6 @@ def find_terms(text: str) -> list[Mention]:
 def concepts_in(texts: Iterable[str]) -> set[str]:
     """The concepts any of ``texts`` names (with their wholes)."""
     return with_parents(mention.concept for t in texts for mention in find_terms(t))
-
-
-def readable_name(name: str) -> str:
-    """A label name as a report says it: ``lung_right`` -> ``right lung`` (side word first, underscores to spaces).
-
-    The same rule as ``inference.findings_lesions.readable_name``, repeated here because that module
-    imports scipy, which importing the report package must not pull in.
-    """
-    words = [w for w in re.split(r"[_\s]+", name.strip().lower()) if w]
-    side = next((w for w in words if w in ("left", "right")), None)
-    if side is not None:
-        words.remove(side)
-        words.insert(0, side)
-    return " ".join(words)
 
 
 def label_concepts(name: str) -> set[str]:
@@ -178,3 +175,59 @@ def clause_of(spans: list[tuple[int, int]], position: int) -> tuple[int, int]:
 def is_negated(text: str) -> bool:
     """Whether a clause is negated ("no nodule", "without", "absent")."""
     return _NEGATION_RE.search(text) is not None
+
+
+# BodyPartExamined words (DICOM PS3.16 Annex L defined terms and common vendor codes), longest first when split
+_REGIONS = ("head", "neck", "chest", "abdomen", "pelvis")
+_BODY_WORDS = ("headneck", "thorax", "chest", "abdomen", "pelvis", "head", "neck", "whole", "partial", "body",
+               "upper", "lower", "extremity", "extremities", "cspine", "tspine", "lspine", "spine", "breast", "heart",
+               "liver", "kidney", "brain", "skull", "knee", "hip", "shoulder", "ankle", "wrist", "hand", "foot",
+               "arm", "leg", "lung", "lungs", "cardiac", "coronary", "sinus", "sinuses")
+_BODY_ALIASES = {"thorax": "chest", "cspine": "cervical spine", "tspine": "thoracic spine",
+                 "lspine": "lumbar spine", "headneck": "head neck", "abd": "abdomen", "lungs": "lung"}
+
+
+def dicom_text(value: object) -> str:
+    """The first meaningful value of a (possibly multi-valued) DICOM string: "Br38f\\3" -> "Br38f".
+
+    Values are split at backslashes (the DICOM value separator) or, for a list, taken in order; the
+    first one holding a letter wins (Siemens' "\\3" is a sharpness index, not a kernel name), else the first
+    non-empty one.
+    """
+    if isinstance(value, (list, tuple)):
+        parts = [str(v).strip() for v in value]
+    else:
+        parts = [p.strip() for p in str(value).split("\\")]
+    parts = [p for p in parts if p]
+    return next((p for p in parts if re.search(r"[A-Za-z]", p)), parts[0] if parts else "")
+
+
+def body_part_words(code: str) -> str:
+    """A BodyPartExamined value in words: "PARTIALBODY" -> "partial body", "HEADNECK" -> "head and neck".
+
+    Codes written together are split into known words (longest first); regions are joined with "and"
+    ("CHESTABDOMENPELVIS" -> "chest, abdomen and pelvis"); anything unknown keeps its own spelling, in lower
+    case, with underscores as spaces.
+    """
+    text = dicom_text(code).lower().replace("_", " ").replace("-", " ")
+    words: list[str] = []
+    for token in text.split():
+        split = _split_body_word(token)
+        words += split if split else [token]
+    words = " ".join(_BODY_ALIASES.get(w, w) for w in words).split()
+    regions = [w for w in words if w in _REGIONS]
+    if len(regions) >= 2 and len(regions) == len(words):
+        return ", ".join(regions[:-1]) + f" and {regions[-1]}"
+    return " ".join(words)
+
+
+def _split_body_word(token: str) -> list[str]:
+    """``token`` as a sequence of known body-part words, or [] when it is not one (greedy, longest first)."""
+    if not token:
+        return []
+    for word in sorted(_BODY_WORDS, key=len, reverse=True):
+        if token.startswith(word):
+            rest = _split_body_word(token[len(word):]) if len(token) > len(word) else []
+            if len(token) == len(word) or rest:
+                return [word, *rest]
+    return []

@@ -8,9 +8,14 @@ Design:
   identifiers. Models follow a short list of rules better than prose.
 - Findings are one line each, "name: value unit", at the precision the
   template drafter uses, so a model that copies them produces numbers the
-  grounding check accepts. Each lesion is one line (number, location, axes,
-  volume, attenuation, slice). Cautions are listed separately and the
-  instruction says to keep them.
+  grounding check accepts. Each lesion is one line (number, lobe or zone, axes,
+  volume, attenuation, and the image a reader goes to, "series 2, image 78",
+  never a grid index). Cautions are listed separately and the instruction says
+  to keep them.
+- The request in the notes comes first as numbered questions
+  (``inference.report.indication``), each with the answer the measurements give
+  (``inference.report.answers``), and the instruction says to answer them first
+  in the Impression, in that order.
 - Notes are labelled by DICOM field name or "note N", never by file path
   (paths often contain patient names); the inputs are already scrubbed of
   identifiers (``inference.report.inputs``). Notes are capped in length so a
@@ -25,10 +30,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from inference.findings_model import lesion_volume_text, unit_text
+from inference.labels import readable_name
+from inference.report.answers import answer_targets, lung_coverage
 from inference.report.draft import SECTIONS
-from inference.report.facts import lesion_noun
+from inference.report.facts import image_reference, lesion_noun, lesion_place
+from inference.report.indication import targets_of
 from inference.report.inputs import ReportInputs, note_label
-from inference.report.lexicon import readable_name
 from inference.report.quantities import format_quantity, format_value
 
 logger = logging.getLogger(__name__)
@@ -44,7 +52,10 @@ SYSTEM_PROMPT = (
     "4. Keep every caution that applies to a value you report.\n"
     "5. Never write patient names, identifiers or dates of birth.\n"
     f"6. Use these sections in this order, each heading on its own line followed by a colon: "
-    f"{', '.join(SECTIONS)}. Write the Impression as a numbered list."
+    f"{', '.join(SECTIONS)}. Write the Impression as a numbered list.\n"
+    "7. Begin the Impression by answering each question under REQUEST, in the order given, with the answer "
+    "given there; then the other findings.\n"
+    "8. Name each lesion's lobe or zone and its image (series and image number) exactly as given."
 )
 
 
@@ -54,15 +65,14 @@ def findings_lines(inputs: ReportInputs) -> list[str]:
     lines = []
     for m in f.measurements:
         where = f", {readable_name(m.structure)}" if m.structure and readable_name(m.structure) not in m.name else ""
-        unit = "cm²" if m.unit == "cm2" else m.unit
-        lines.append(f"{m.name}{where}: {format_quantity(m.value, unit)}")
+        lines.append(f"{m.name}{where}: {format_quantity(m.value, unit_text(m.unit))}")
     for les in f.lesions:
-        parts = [f"{lesion_noun(les.name)} {les.number}", les.location or les.side,
+        parts = [f"{lesion_noun(les.name)} {les.number}", lesion_place(les),
                  f"long x short axis {format_value(les.long_axis_mm, 0)} x {format_value(les.short_axis_mm, 0)} mm",
-                 f"volume {format_value(les.volume_ml * 1000.0, 0)} mm³"]
+                 f"volume {lesion_volume_text(les.volume_ml)}"]
         if les.mean is not None and les.units == "HU":
             parts.append(f"mean attenuation {format_value(les.mean, 0)} HU")
-        parts.append(f"axial slice {les.axial_slice}")
+        parts.append(image_reference(les))
         lines.append("; ".join(p for p in parts if p))
     if not f.lesions and inputs.label_table is not None:
         lines += [f"{lesion_noun(lab.name)}: none detected" for lab in inputs.label_table if lab.lesion]
@@ -105,13 +115,21 @@ def notes_lines(inputs: ReportInputs, max_chars: int = MAX_NOTES_CHARS) -> list[
     return lines
 
 
+def request_lines(inputs: ReportInputs) -> list[str]:
+    """The questions of the request, in order, each with the answer the measurements give."""
+    targets = targets_of(inputs.notes)
+    answers = answer_targets(inputs, targets, lung_coverage(inputs)).sentences
+    return answers
+
+
 def user_prompt(inputs: ReportInputs) -> str:
-    """The facts block: notes, technique, comparison, measured findings, cautions."""
+    """The facts block: the request's questions, notes, technique, comparison, measured findings, cautions."""
     def block(title: str, lines: list[str], empty: str) -> str:
         body = "\n".join(f"- {ln}" for ln in lines) if lines else f"- {empty}"
         return f"{title}:\n{body}"
 
     parts = [
+        block("REQUEST (answer first, in this order)", request_lines(inputs), "no specific question"),
         block("CLINICAL NOTES (de-identified)", notes_lines(inputs), "none provided"),
         block("TECHNIQUE", technique_lines(inputs), "not recorded"),
         block("COMPARISON", [inputs.comparison] if inputs.comparison else [], "no prior imaging available"),

@@ -4,8 +4,11 @@ It writes only what was measured or written in the notes, in the wording a
 radiologist would start from: measurements with units and fixed rounding
 (lengths to the mm, volumes to the mL, lesion volumes to the mm³, indices to
 0.1 %, areas to 0.1 cm², attenuation to the HU), sides named, nodules listed
-largest first with long x short axis, location and slice, every caution of the
-analysis quoted, and a numbered impression. The one piece of guidance it
+largest first with long x short axis, lobe or zone and the image a reader goes
+to ("series 2, image 78", never a grid index), every caution of the analysis
+quoted, and a numbered impression that first answers the request in the notes,
+in order (``inference.report.answers``), then lists what else was found; a scan
+range without lungs leads with the anatomy analysed. The one piece of guidance it
 gives is generic: which Fleischner Society (2017) size category the largest
 solid nodule falls in, and when those guidelines apply at all; it never
 chooses a follow-up interval, since that depends on risk factors it does not
@@ -20,11 +23,21 @@ import time
 from collections.abc import Callable
 
 from inference.cancel import CancelToken
-from inference.findings_model import Findings, Lesion, Measurement
+from inference.findings_model import Findings, Lesion, Measurement, lesion_volume_text
+from inference.labels import readable_name
+from inference.report.answers import (
+    analysed_anatomy,
+    answer_targets,
+    lesion_labels,
+    lesion_list,
+    lesion_phrase,
+    lung_coverage,
+    side_of_lesion,
+)
 from inference.report.draft import CLINICAL, COMPARISON, FINDINGS, IMPRESSION, SECTIONS, TECHNIQUE, ReportDraft
-from inference.report.facts import lesion_noun
+from inference.report.facts import image_reference, lesion_noun, lesion_place
+from inference.report.indication import targets_of
 from inference.report.inputs import ReportInputs
-from inference.report.lexicon import readable_name
 from inference.report.quantities import format_quantity, format_value
 from inference.report.sentences import split_sentences
 
@@ -151,13 +164,14 @@ def _m(f: Findings, name: str, side: str = "", structure: str = "") -> Measureme
 
 
 def _lesion_line(les: Lesion) -> str:
-    where = f" ({les.location})" if les.location else (f" ({les.side})" if les.side in ("left", "right") else "")
+    place = lesion_place(les)
+    where = f" ({place})" if place else ""
     parts = [f"{format_value(les.long_axis_mm, 0)} x {format_value(les.short_axis_mm, 0)} mm "
-             "(long x short axis, axial)", f"volume {format_value(les.volume_ml * 1000.0, 0)} mm³"]
+             "(long x short axis, axial)", f"volume {lesion_volume_text(les.volume_ml)}"]
     if les.mean is not None and les.units == "HU":
         parts.append(f"mean attenuation {format_value(les.mean, 0)} HU")
-    return (f"{lesion_noun(les.name).capitalize()} {les.number}{where}: " + ", ".join(parts)
-            + f"; axial slice {les.axial_slice}, z = {format_value(les.centroid_lps[2], 1)} mm.")
+    at = image_reference(les) or f"z = {format_value(les.centroid_lps[2], 1)} mm"  # the image, else its position
+    return f"{lesion_noun(les.name).capitalize()} {les.number}{where}: " + ", ".join(parts) + f"; {at}."
 
 
 def findings(inputs: ReportInputs) -> list[str]:
@@ -227,8 +241,16 @@ def _lesion_labels_assessed(inputs: ReportInputs) -> list[str]:
     return [lab.name for lab in table if lab.lesion] if table is not None else []
 
 
+def _no_lung(inputs: ReportInputs) -> bool:
+    """Whether the model labels lungs but the scan range holds none (lung statements are then not assessable)."""
+    cov = lung_coverage(inputs)
+    return cov.modelled and not cov.present
+
+
 def _lesions(inputs: ReportInputs) -> list[str]:
     lesions = inputs.findings.lesions
+    if not lesions and _no_lung(inputs):
+        return ["No lung is in the scan range, so lung nodules were not assessed."]
     if not lesions:
         return [_sentence(f"No {lesion_noun(n)} candidates were detected") for n in _lesion_labels_assessed(inputs)]
     out = []
@@ -250,30 +272,49 @@ def _lesions(inputs: ReportInputs) -> list[str]:
 
 
 def _side(les: Lesion) -> str:
-    words = readable_name(les.location).split() if les.location else []
-    return words[0] if words and words[0] in ("left", "right") else les.side
+    return side_of_lesion(les)
 
 
 def impression(inputs: ReportInputs) -> list[str]:
-    """Numbered conclusions: lesions and their size category, the emphysema index; never a diagnosis."""
+    """Numbered conclusions, never a diagnosis.
+
+    First what the scan range holds when it holds no lung (the anatomy analysed);
+    then one answer per request in the notes, in order; then the lesions no
+    answer named (and the Fleischner size category of the largest nodule), the
+    emphysema index when no answer gave it, and what could not be assessed.
+    """
     f = inputs.findings
+    cov = lung_coverage(inputs)
+    targets = targets_of(inputs.notes)
+    answers = answer_targets(inputs, targets, cov)
     out: list[str] = []
-    lesions = f.lesions
-    for name in dict.fromkeys(les.name for les in lesions):
-        group = [les for les in lesions if les.name == name]
+    if not cov.present:
+        out.append(analysed_anatomy(inputs))
+    out += answers.sentences
+    asked = any(t.is_lesion for t in targets)
+    for name in dict.fromkeys(les.name for les in f.lesions):
+        group = [les for les in f.lesions if les.name == name]
+        rest = [les for les in group if (les.name, les.number) not in answers.lesions]
         largest = max(group, key=lambda x: (x.long_axis_mm, -x.number))
-        noun = lesion_noun(name)
-        where = f" in the {largest.location}" if largest.location else ""
-        out.append(f"{len(group)} {readable_name(name)} candidate{'s' if len(group) != 1 else ''}; the largest, "
-                   f"{noun} {largest.number}{where}, measures {format_value(largest.long_axis_mm, 0)} x "
-                   f"{format_value(largest.short_axis_mm, 0)} mm.")
-        if noun == "nodule":
+        label = readable_name(name)
+        if asked and rest:
+            out.append(_sentence(f"Other {label} candidates: {lesion_list(rest)}"))
+        elif not asked:
+            out.append(f"{len(group)} {label} candidate{'s' if len(group) != 1 else ''}; the largest, "
+                       f"{lesion_phrase(largest)}.")
+        if lesion_noun(name) == "nodule":
             out.append(fleischner_note(largest))
-    if not lesions:
-        out += [_sentence(f"No {lesion_noun(n)} candidates detected by the automated analysis")
-                for n in _lesion_labels_assessed(inputs)]
+    if not f.lesions and not asked and lesion_labels(inputs):
+        if cov.modelled and not cov.present:
+            answers.lungs_absent_said = True
+            out.append("No lung is in the scan range, so lung nodules and emphysema were not assessable.")
+        else:
+            out += [_sentence(f"No {lesion_noun(n)} candidates detected by the automated analysis")
+                    for n in _lesion_labels_assessed(inputs)]
+    if cov.modelled and not cov.present and not answers.lungs_absent_said:
+        out.append("No lung is in the scan range, so lung findings were not assessable.")
     laa = [m for m in f.measurements if m.name == "%LAA-950" and m.side]
-    if laa:
+    if laa and not answers.emphysema:
         parts = ", ".join(f"{m.side} lung {fmt(m.value, 1, '%')}" for m in laa)
         caution = "; interpret with caution, see the findings" if any(m.caution for m in laa) else ""
         out.append(f"Emphysema index (%LAA-950): {parts}{caution}.")

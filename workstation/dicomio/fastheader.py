@@ -9,12 +9,17 @@ compressed transfer syntax too. Anything unusual (no preamble, deflate, other
 character sets, enhanced multi-frame, Siemens mosaic, a malformed sequence)
 returns ``None`` so the caller uses pydicom, and a test proves both paths give
 identical headers.
+
+Its cost follows the header, not the file: it reads a growing prefix (32 kB,
+then four times more each time it runs out, never more than the caller's byte
+cap) and calls the caller's ``tick`` as it walks, so a time budget can stop it.
 """
 
 from __future__ import annotations
 
 import logging
 import struct
+from collections.abc import Callable
 from functools import lru_cache
 from types import SimpleNamespace
 from typing import Any
@@ -33,6 +38,13 @@ SINGLE_TEXT_VRS = frozenset({"LT", "ST", "UT", "UR"})
 CHARSETS = {"": "latin-1", "ISO_IR 6": "latin-1", "ISO_IR 100": "latin-1", "ISO_IR 192": "utf-8"}
 UNDEFINED = 0xFFFFFFFF
 INITIAL_READ = 32 * 1024
+TICK_EVERY = 4096  # elements between calls of the caller's time check
+Tick = Callable[[], None]
+ReadPrefix = Callable[[int], bytes]
+
+
+def _no_tick() -> None:
+    return None
 
 
 class _UnsupportedError(Exception):
@@ -107,10 +119,18 @@ def _wanted_tags() -> frozenset[int]:
 
 
 class _Scanner:
-    def __init__(self, data: bytes, little: bool, implicit: bool) -> None:
+    def __init__(self, data: bytes, little: bool, implicit: bool, tick: Tick = _no_tick) -> None:
         self.data = data
         self.e = "<" if little else ">"
         self.implicit = implicit
+        self.tick = tick
+        self.steps = 0
+
+    def step(self) -> None:
+        """Count one element; every ``TICK_EVERY`` let the caller check its time budget."""
+        self.steps += 1
+        if self.steps % TICK_EVERY == 0:
+            self.tick()
 
     def header(self, pos: int) -> tuple[int, str, int, int]:
         """(tag, vr, length, value offset) of the element at ``pos``."""
@@ -144,6 +164,7 @@ class _Scanner:
         """Position after an undefined-length sequence starting at ``pos`` (its first item)."""
         implicit_before = self.implicit
         while True:
+            self.step()
             tag, _, length, value = self.header(pos)
             if tag == 0xFFFEE0DD:
                 self.implicit = implicit_before
@@ -155,6 +176,7 @@ class _Scanner:
                 continue
             pos = value
             while True:
+                self.step()
                 tag, _vr_unused, length, value = self.header(pos)
                 if tag == 0xFFFEE00D:
                     pos = value
@@ -162,22 +184,26 @@ class _Scanner:
                 pos = self.skip_undefined(value) if length == UNDEFINED else value + length
 
 
-def scan_header(first: bytes, file_size: int, read_rest: Any
+def scan_header(first: bytes, file_size: int, read_prefix: ReadPrefix, tick: Tick = _no_tick
                 ) -> tuple[RawHeader, tuple[bool, int | None, int | None]] | None:
-    """Scan ``first`` (the file's first bytes; ``read_rest()`` returns the whole file if needed).
+    """Scan ``first`` (the file's first bytes; ``read_prefix(n)`` returns its first ``n`` bytes if needed).
 
+    ``read_prefix`` may return fewer bytes than asked (a byte cap): when the
+    header does not fit, pydicom (which can skip large values) must read the
+    file. ``tick`` is called now and then; it may raise to stop the scan.
     Returns the header and ``(pixel data present, value offset, value length)``, or
     ``None`` when pydicom must read this file. Raises ``TruncatedHeaderError`` when
     the header runs past the end of the file.
     """
     try:
-        return _scan(first, file_size, read_rest)
+        return _scan(first, file_size, read_prefix, tick)
     except (_UnsupportedError, struct.error, UnicodeDecodeError, ValueError) as exc:
         logger.debug("fast header scan fell back to pydicom: %s", exc)
         return None
 
 
-def _scan(data: bytes, file_size: int, read_rest: Any) -> tuple[RawHeader, tuple[bool, int | None, int | None]] | None:
+def _scan(data: bytes, file_size: int, read_prefix: ReadPrefix, tick: Tick
+          ) -> tuple[RawHeader, tuple[bool, int | None, int | None]] | None:
     if data[128:132] != b"DICM":
         return None
     meta_scan = _Scanner(data, True, False)
@@ -202,13 +228,15 @@ def _scan(data: bytes, file_size: int, read_rest: Any) -> tuple[RawHeader, tuple
     wanted = _wanted_tags()
     while True:
         try:
-            result = _scan_body(data, pos, little, implicit, wanted, len(data) >= file_size)
+            result = _scan_body(data, pos, little, implicit, wanted, len(data) >= file_size, tick)
             break
         except IndexError:
-            full = read_rest()
-            if len(full) <= len(data):
+            if len(data) >= file_size:
                 raise TruncatedHeaderError("a header element runs past the end of the file") from None
-            data = full
+            more = read_prefix(max(len(data) * 4, INITIAL_READ))
+            if len(more) <= len(data):
+                return None  # the byte cap: pydicom skips large values instead of reading them
+            data = more
     elements, pixel = result
     charset = elements.get(0x00080005, ("CS", b""))[1].decode("latin-1").strip("\x00 ")
     if charset not in CHARSETS:
@@ -216,12 +244,13 @@ def _scan(data: bytes, file_size: int, read_rest: Any) -> tuple[RawHeader, tuple
     return RawHeader(meta, elements, little, implicit, CHARSETS[charset]), pixel
 
 
-def _scan_body(data: bytes, pos: int, little: bool, implicit: bool, wanted: frozenset[int], complete: bool) -> tuple[
-        dict[int, tuple[str, bytes]], tuple[bool, int | None, int | None]]:
-    sc = _Scanner(data, little, implicit)
+def _scan_body(data: bytes, pos: int, little: bool, implicit: bool, wanted: frozenset[int], complete: bool,
+               tick: Tick) -> tuple[dict[int, tuple[str, bytes]], tuple[bool, int | None, int | None]]:
+    sc = _Scanner(data, little, implicit, tick)
     elements: dict[int, tuple[str, bytes]] = {}
     size = len(data)
     while pos < size:
+        sc.step()
         if pos + 8 > size:
             raise IndexError
         tag, vr, length, value = sc.header(pos)
@@ -239,6 +268,6 @@ def _scan_body(data: bytes, pos: int, little: bool, implicit: bool, wanted: froz
                 raise IndexError
             elements[tag] = (vr, data[value:value + length])
         pos = value + length
-    if not complete:
+    if not complete or pos > size:  # more to read, or the last element's value runs past the end
         raise IndexError
     return elements, (False, None, None)

@@ -1,23 +1,23 @@
-"""Read the header of one DICOM file (never its pixels) into a flat record.
+"""The flat record of one DICOM file's header, and how it is built from a parsed data set.
 
 An ``InstanceHeader`` holds what grouping, geometry, pixel reading and notes
 need, and serialises to JSON for the study index, so a series can be rebuilt
-into a volume later without parsing headers again.
+into a volume later without parsing headers again. Reading a file into one
+(guarded against hostile input) is ``workstation.dicomio.reader``.
 """
 
 from __future__ import annotations
 
 import logging
-import struct
 import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
-from inference.errors import UnreadableFileError
-from workstation.dicomio.fastheader import INITIAL_READ, TruncatedHeaderError, scan_header
-from workstation.dicomio.sopclasses import is_image_storage
 from workstation.dicomio.sources import FileRef
+
+if TYPE_CHECKING:
+    from workstation.dicomio.guards import ImportLimits
 
 logger = logging.getLogger(__name__)
 
@@ -197,41 +197,6 @@ def _floats(value: Any, n: int) -> tuple[float, ...] | None:
     return out if len(out) == n else None
 
 
-def _pixel_element(fp: BinaryIO, implicit: bool, little: bool, size: int) -> tuple[bool, int | None, int | None, str]:
-    """Locate the Pixel Data element after a header-only read.
-
-    Returns ``(present, value_offset, value_length, problem)``; a length of
-    ``None`` means encapsulated (undefined length).
-    """
-    start = fp.tell()
-    head = fp.read(12)
-    if len(head) < 8:
-        return False, None, None, ""
-    endian = "<" if little else ">"
-    group, elem = struct.unpack(endian + "HH", head[:4])
-    tag = (group << 16) | elem
-    if tag not in (PIXEL_DATA_TAG, 0x7FE00008, 0x7FE00009):
-        return False, None, None, ""
-    if implicit:
-        (length,) = struct.unpack(endian + "I", head[4:8])
-        offset = start + 8
-    else:
-        vr = head[4:6]
-        if vr in (b"OB", b"OW", b"OF", b"OD", b"OL", b"UN", b"OV"):
-            (length,) = struct.unpack(endian + "I", head[8:12])
-            offset = start + 12
-        else:
-            (length,) = struct.unpack(endian + "H", head[6:8])
-            offset = start + 8
-    if length == 0xFFFFFFFF:
-        return True, offset, None, "" if size > offset else "pixel data is empty (file truncated)"
-    if offset + length > size:
-        return True, offset, length, (
-            f"file truncated: pixel data needs {length} bytes, only {max(size - offset, 0)} present"
-        )
-    return True, offset, length, ""
-
-
 def _frames(ds: Any) -> list[FrameGeometry]:
     per_frame = ds.get("PerFrameFunctionalGroupsSequence")
     if not per_frame:
@@ -358,93 +323,13 @@ def header_from_dataset(ds: Any, ref: str) -> InstanceHeader:
     return h
 
 
-def read_header(ref: FileRef) -> InstanceHeader:
-    """Read one file's header; raise ``UnreadableFileError`` naming the file and the reason."""
-    import pydicom
-    from pydicom.errors import InvalidDicomError
+def read_header(ref: FileRef, limits: ImportLimits | None = None) -> InstanceHeader:
+    """Read one file's header, guarded against hostile input (``workstation.dicomio.reader``)."""
+    from workstation.dicomio.reader import read_header as _read_header
 
-    try:
-        fp = ref.open()
-    except OSError as exc:
-        raise UnreadableFileError(str(ref), f"cannot open: {exc.strerror or exc}") from exc
-    with fp:
-        size = fp.seek(0, 2)
-        fp.seek(0)
-        if size == 0:
-            raise UnreadableFileError(str(ref), "empty file")
-        first = fp.read(INITIAL_READ)
-
-        def read_all() -> bytes:
-            fp.seek(0)
-            return fp.read()
-
-        truncated = False
-        try:
-            fast = scan_header(first, size, read_all)
-        except TruncatedHeaderError:
-            fast, truncated = None, True
-        if fast is not None:
-            try:
-                quick: InstanceHeader | None = header_from_dataset(fast[0], str(ref))
-            except Exception as exc:  # unexpected value formats: let pydicom judge the file
-                logger.debug("fast header of %s unusable (%s); using pydicom", ref, exc)
-                quick = None
-            if quick is not None and "MOSAIC" not in quick.image_type:
-                return _finish(quick, ref, fast[1], size)
-        fp.seek(0)
-        try:
-            try:
-                ds = pydicom.dcmread(fp, stop_before_pixels=True)
-            except InvalidDicomError:
-                fp.seek(0)
-                ds = pydicom.dcmread(fp, stop_before_pixels=True, force=True)
-                if "SOPClassUID" not in ds and "Rows" not in ds:
-                    raise UnreadableFileError(str(ref), "not a DICOM file") from None
-        except UnreadableFileError:
-            raise
-        except Exception as exc:
-            raise UnreadableFileError(str(ref), f"not a DICOM file or corrupt header ({exc})") from exc
-        meta = getattr(ds, "file_meta", None)
-        tsuid = getattr(meta, "TransferSyntaxUID", None) if meta else None
-        implicit = bool(getattr(tsuid, "is_implicit_VR", ds.is_implicit_VR if hasattr(ds, "is_implicit_VR") else False))
-        little = bool(getattr(tsuid, "is_little_endian", True))
-        present, offset, length, problem = _pixel_element(fp, implicit, little, size)
-    try:
-        header = header_from_dataset(ds, str(ref))
-    except Exception as exc:
-        raise UnreadableFileError(str(ref), f"malformed header: {exc}") from exc
-    if problem:
-        raise UnreadableFileError(str(ref), problem)
-    if truncated and not present:
-        raise UnreadableFileError(str(ref), "file truncated: the header runs past the end of the file")
-    return _finish(header, ref, (present, offset, length), size)
+    return _read_header(ref, limits)
 
 
-def _finish(header: InstanceHeader, ref: FileRef, pixel: tuple[bool, int | None, int | None],
-            size: int) -> InstanceHeader:
-    """Record where the pixel data is, and reject objects whose pixel data is missing or cut short."""
-    present, offset, length = pixel
-    problem = ""
-    if present and offset is not None:
-        if length is None and size <= offset:
-            problem = "pixel data is empty (file truncated)"
-        elif length is not None and offset + length > size:
-            problem = f"file truncated: pixel data needs {length} bytes, only {max(size - offset, 0)} present"
-    header.has_pixels = present
-    header.pixel_offset = offset
-    header.pixel_length = length
-    if problem:
-        raise UnreadableFileError(str(ref), problem)
-    if is_image_storage(header.sop_class_uid) and not present:
-        raise UnreadableFileError(str(ref), "image object without pixel data (missing pixel module)")
-    if present and (header.rows == 0 or header.columns == 0 or header.bits_allocated == 0):
-        raise UnreadableFileError(str(ref), "pixel data without Rows/Columns/BitsAllocated (incomplete pixel module)")
-    if not present and not header.sop_class_uid and header.rows == 0:
-        # E.g. a file cut off just after its preamble: parses, but holds nothing to use.
-        raise UnreadableFileError(str(ref), "no SOP Class UID and no image: not a complete DICOM object (truncated?)")
-    return header
-
-
-def read_header_path(path: str | Path) -> InstanceHeader:
+def read_header_path(path: str | Path, limits: ImportLimits | None = None) -> InstanceHeader:
     """Convenience: ``read_header`` for a plain file path."""
-    return read_header(FileRef(str(path)))
+    return read_header(FileRef(str(path)), limits)

@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 LITTLE_NATIVE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
 BIG_NATIVE = "1.2.840.10008.1.2.2"
+PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
 
 def stored_dtype(h: InstanceHeader) -> np.dtype[Any]:
@@ -86,7 +87,14 @@ def decode_instance(h: InstanceHeader) -> npt.NDArray[Any]:
     try:
         with h.file_ref.open() as fp:
             ds = pydicom.dcmread(fp)
+            if not any(k in ds for k in PIXEL_KEYWORDS):
+                # pydicom drops an encapsulated Pixel Data element that ends without its
+                # delimiter, and would then say "no Pixel Data": say what happened instead.
+                raise UnreadableFileError(h.ref, "file truncated: its pixel data ends early or is missing "
+                                                 "(cut short or changed since it was imported)")
             arr = np.asarray(ds.pixel_array)
+    except UnreadableFileError:
+        raise
     except Exception as exc:
         raise UnreadableFileError(h.ref, f"cannot decode pixel data ({h.transfer_syntax}): {exc}") from exc
     arr = arr.reshape((-1, h.rows, h.columns))

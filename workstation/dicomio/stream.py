@@ -28,7 +28,7 @@ from inference.volume import Volume
 from workstation.dicomio.headers import InstanceHeader
 from workstation.dicomio.pixels import read_planes, stored_dtype
 from workstation.dicomio.stack import StackGeometry, StackPlan
-from workstation.dicomio.volume_builder import output_dtype, series_units, volume_metadata
+from workstation.dicomio.volume_builder import output_dtype, series_units, source_images, volume_metadata
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +123,7 @@ def empty_volume(layout: StreamLayout) -> Volume:
         frame_of_reference_uid=h.frame_of_reference_uid,
         notes=(),
         metadata=volume_metadata(h, len(layout.geometry.planes)),
+        source=source_images(layout.geometry),
     )
 
 

@@ -3,7 +3,10 @@
 Pixels are read once into an array of the stored type; rescale is applied slice
 by slice in place when the result fits the same width (CT: stored uint16 ->
 int16 HU), so peak memory stays near the volume's own size. Tilted stacks and
-non-uniform spacing are resampled, and the volume's notes say so.
+non-uniform spacing are resampled, and the volume's notes say so. Every volume
+records the images it was made from (``source_images``): where each acquired
+plane lies along the normal and which InstanceNumber (and frame) it is, so a
+resampled grid slice still maps to the nearest real image.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ import numpy as np
 import numpy.typing as npt
 
 from inference.errors import GeometryError, NotAVolumeError
-from inference.volume import Volume
+from inference.volume import SourceImage, SourceImages, Volume
 from workstation.dicomio.headers import InstanceHeader
+from workstation.dicomio.interpolation import INTERPOLATION_KEY, interpolation_summary
 from workstation.dicomio.pixels import read_planes, stored_dtype
 from workstation.dicomio.qa import SeriesQA
 from workstation.dicomio.slices import Plane, planes_of
@@ -200,7 +204,26 @@ def volume_metadata(h: InstanceHeader, source_planes: int) -> dict[str, Any]:
         "window_width": h.window_width,
         "photometric": h.photometric,
         "source_planes": source_planes,
+        "study_uid": h.study_uid,  # UIDs only (the audit trail names studies by them), never patient data
+        "series_uid": h.series_uid,
     }
+
+
+def source_images(g: StackGeometry) -> SourceImages:
+    """The acquired planes of ``g`` as ``Volume.source``: position along the normal, InstanceNumber, UID, frame.
+
+    Shared with the streaming loader. A frame of a multi-frame object is named by
+    its 1-based frame number; the tiles of a mosaic are all the mosaic's instance.
+    """
+    images = []
+    for plane, position in zip(g.planes, g.positions, strict=True):
+        h = plane.header
+        multi_frame = plane.tile < 0 and (bool(h.frames) or h.number_of_frames > 1)
+        images.append(SourceImage(float(position), h.instance_number, h.sop_instance_uid,
+                                  plane.frame + 1 if multi_frame else None))
+    normal = np.asarray(g.normal, dtype=np.float64)
+    return SourceImages(g.planes[0].header.series_number, (float(normal[0]), float(normal[1]), float(normal[2])),
+                        tuple(images))
 
 
 def _build(g: StackGeometry, workers: int, label: str) -> Volume:
@@ -230,6 +253,8 @@ def _build(g: StackGeometry, workers: int, label: str) -> Volume:
     if arr.ndim != 3 or arr.shape[0] == 0:
         raise NotAVolumeError(f"{label}: no slices could be stacked")
     metadata = volume_metadata(h, len(planes))
+    if (invented := interpolation_summary(g)) is not None:
+        metadata[INTERPOLATION_KEY] = invented  # how many grid slices no source slice lies on
     return Volume(
         array=arr,
         affine=g.affine(),
@@ -238,4 +263,5 @@ def _build(g: StackGeometry, workers: int, label: str) -> Volume:
         frame_of_reference_uid=h.frame_of_reference_uid,
         notes=tuple(notes),
         metadata=metadata,
+        source=source_images(g),
     )

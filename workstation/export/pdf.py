@@ -4,7 +4,7 @@ Until sign-off every page carries a red ``DRAFT - NOT SIGNED`` banner and a
 diagonal ``DRAFT`` watermark, and the unresolved grounding flags are listed;
 after sign-off the banner gives way to ``Signed by NAME on DATE`` with the
 models that drafted and measured. Key images come from the same renderer as
-the viewer (``workstation.imaging.render_slice``, ``key_slices``), captioned in
+the montage (``workstation.key_images``, ``key_slices``), captioned in
 the PDF rather than in the pixels, so a signed PDF never shows a "draft" label
 burnt into its images.
 
@@ -20,10 +20,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from inference.contract import AnalysisResult
-from inference.findings_lesions import readable_name
+from inference.findings_model import lesion_volume_text, unit_text
+from inference.image_refs import lesion_text
+from inference.labels import readable_name
 from workstation.export.deid import Deidentifier
 from workstation.export.files import APPLICATION, safe_target, software_version, write_atomic
 from workstation.export.sources import StudyInfo
@@ -33,7 +33,8 @@ from workstation.export.text import (
     header_fields,
     signature_lines,
 )
-from workstation.imaging import LUNG_WINDOW, SOFT_TISSUE_WINDOW, key_slices, overlay, window
+from workstation.imaging import key_slices, slice_caption
+from workstation.key_images import key_image, key_window, legend
 from workstation.report.document import ReportDocument
 
 logger = logging.getLogger(__name__)
@@ -210,15 +211,16 @@ def _num(value: float | None, digits: int = 1) -> str:
 def _findings_tables(w: _Writer, result: AnalysisResult) -> None:
     f = result.findings
     if f.lesions:
-        w.heading("Lesions (AI measurements; # as marked on the key images)")
-        rows = [[f"{les.number}", readable_name(les.name), les.location or "-", les.side,
-                 f"{les.long_axis_mm:.1f} x {les.short_axis_mm:.1f}", _num(les.volume_ml, 2),
-                 _num(les.mean, 0), str(les.axial_slice + 1)] for les in f.lesions]
-        w.table(["#", "Finding", "Location", "Side", "Axes mm (long x short)", "Volume mL", "Mean HU", "Slice"],
-                rows, (6, 26, 28, 16, 38, 20, 18, 14))
+        w.heading("Lesions (AI; # as on the key images; Image: series and image through the centre)")
+        volume = result.request.volume
+        rows = [[f"{les.number}", readable_name(les.name), les.zone or les.location or les.side or "-",
+                 f"{les.long_axis_mm:.1f} x {les.short_axis_mm:.1f}", lesion_volume_text(les.volume_ml),
+                 _num(les.mean, 0), lesion_text(les, volume=volume) or "-"] for les in f.lesions]
+        w.table(["#", "Finding", "Location", "Axes mm (long x short)", "Volume", "Mean HU", "Image"],
+                rows, (6, 24, 50, 30, 20, 16, 34))
     if f.measurements:
         w.heading("Measurements (AI)")
-        rows = [[m.name, f"{m.value:g} {m.unit}", readable_name(m.structure) if m.structure else "-",
+        rows = [[m.name, f"{m.value:g} {unit_text(m.unit)}", readable_name(m.structure) if m.structure else "-",
                  "see caution" if m.caution else ""] for m in f.measurements]
         w.table(["Measurement", "Value", "Structure", "Note"], rows, (50, 35, 55, 40))
     structures = [s for s in f.structures if s.voxels > 0]
@@ -249,73 +251,23 @@ def _key_images(w: _Writer, result: AnalysisResult, count: int) -> None:
         z = float(volume.index_to_lps([k, 0, 0])[2])
         w.font(7.5)
         pdf.set_xy(x, top + tile_h + 0.5)
-        pdf.cell(tile_w, 4, w.t(f"slice {k + 1}/{volume.shape[0]}, z {z:.1f} mm"), align="C")
+        pdf.cell(tile_w, 4, w.t(f"{slice_caption(volume, k)}, z {z:.1f} mm"), align="C")
         if i % 3 == 2 or i == len(picks) - 1:
             pdf.set_xy(15, top + tile_h + 6)
     _legend(w, result, picks)
 
 
-def key_window(result: AnalysisResult, picks: Sequence[int]) -> tuple[float, float]:
-    """(level, width) for the key images: lung window when lung is in most of them, else the
-    series' own first window (CT), else a soft-tissue window."""
-    lungs = [lab.value for lab in result.label_table if lab.name.startswith("lung") and not lab.lesion]
-    with_lung = sum(bool(np.isin(result.labelmap[k], lungs).any()) for k in picks) if lungs else 0
-    if picks and with_lung * 2 >= len(picks) and with_lung > 0:
-        return LUNG_WINDOW
-    meta = result.request.volume.metadata
-    center, width = meta.get("window_center"), meta.get("window_width")
-    if isinstance(center, int | float) and isinstance(width, int | float) and width > 1:
-        return float(center), float(width)
-    return SOFT_TISSUE_WINDOW
-
-
-def key_image(result: AnalysisResult, k: int, win: tuple[float, float], size: int) -> Any:
-    """One key image: structures outlined (not filled, so the anatomy stays readable), lesions filled
-    and circled with their number from the findings table; square pixels, ``size`` pixels wide."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    volume = result.request.volume
-    labels = result.labelmap[k]
-    lesion_values = [lab.value for lab in result.label_table if lab.lesion]
-    rgb = overlay(window(volume.array[k], *win), labels, result.label_table, opacity=0.0, outline=True)
-    for lab in result.label_table:
-        if lab.lesion:
-            mask = labels == lab.value
-            rgb[mask] = (0.45 * rgb[mask] + 0.55 * np.asarray(lab.color)).astype(np.uint8)
-    _, dr, dc = volume.spacing
-    rows, cols = labels.shape
-    scale = size / max(cols * dc, rows * dr)
-    img = Image.fromarray(rgb, "RGB").resize((max(1, round(cols * dc * scale)), max(1, round(rows * dr * scale))),
-                                             Image.Resampling.BILINEAR)
-    draw = ImageDraw.Draw(img)
-    font = ImageFont.load_default(size=max(12, size // 20))
-    axial = int(np.argmax(np.abs(volume.affine[2, :3]))) == 0
-    for les in result.findings.lesions:
-        reach = max(1.0, les.long_axis_3d_mm / 2 / volume.spacing[0])  # slices the lesion spans, about
-        if not axial or les.label not in lesion_values or abs(les.centroid_index[0] - k) > reach:
-            continue
-        y, x = les.centroid_index[1] * dr * scale, les.centroid_index[2] * dc * scale
-        radius = (les.long_axis_mm / 2 + 5) * scale
-        draw.ellipse((x - radius, y - radius, x + radius, y + radius), outline=(255, 255, 0), width=2)
-        draw.text((x + radius + 2, y - radius - 4), f"#{les.number}", fill=(255, 255, 0), font=font,
-                  stroke_width=2, stroke_fill=(0, 0, 0))
-    return img
-
-
 def _legend(w: _Writer, result: AnalysisResult, picks: Sequence[int]) -> None:
-    shown = np.unique(result.labelmap[list(picks)])
     pdf = w.pdf
     w.font(7.5)
     x = 15.0
-    for lab in result.label_table:
-        if lab.value not in shown:
-            continue
-        text = w.t(readable_name(lab.name))
+    for name, colour in legend(result, picks):
+        text = w.t(name)
         width = pdf.get_string_width(text) + 8
         if x + width > pdf.w - 15:
             x = 15.0
             pdf.ln(4.5)
-        pdf.set_fill_color(*lab.color)
+        pdf.set_fill_color(*colour)
         pdf.rect(x, pdf.get_y() + 0.8, 3, 3, style="F")
         pdf.set_xy(x + 4, pdf.get_y())
         pdf.cell(width - 4, 4.5, text)

@@ -10,7 +10,12 @@ Content (TID 1500 "Imaging Measurement Report"):
   segment (with its source images), finding type (the segment's code), and
   the volume (mL) and mean density (HU, "Attenuation Coefficient" with
   derivation "Mean"); lesions add long and short axis (mm, axial plane) and a
-  finding site (the organ around it, with laterality);
+  finding site (the organ around it, with laterality), and their referenced
+  segment names as its source image the one image a reader goes to: the
+  acquired image nearest the lesion's centre along the slice normal (the one
+  whose InstanceNumber the findings, PDF and report quote; a frame of a
+  multi-frame object by its frame number). The SEG itself still lists every
+  image each segment covers;
 - one TID 1501 group per model-specific measurement (lung volume, %LAA-950,
   body-composition areas...): tracking identifier ``"<name>, <structure>"``,
   finding site = the structure's code when it is a label.
@@ -34,8 +39,9 @@ from pathlib import Path
 from typing import Any
 
 from inference.contract import AnalysisResult
-from inference.findings_lesions import readable_name
 from inference.findings_model import Lesion, Measurement, StructureFinding
+from inference.image_refs import lesion_ref
+from inference.labels import readable_name
 from workstation.export import codes
 from workstation.export.deid import Deidentifier
 from workstation.export.files import APPLICATION, MEASUREMENT_SR_SERIES_NUMBER, save_dataset
@@ -114,12 +120,14 @@ def _site(result: AnalysisResult, location: str, side: str) -> list[Any]:
 
 
 def _volumetric(seg: SegExport, info: SegmentInfo, algorithm: Any, measurements: list[Any],
-                sites: list[Any]) -> Any:
+                sites: list[Any], referenced_segment: Any | None = None) -> Any:
     import highdicom as hd
 
+    if referenced_segment is None:
+        referenced_segment = hd.sr.ReferencedSegment.from_segmentation(seg.dataset, info.number)
     return hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=info.tracking_uid, identifier=info.tracking_id),
-        referenced_segment=hd.sr.ReferencedSegment.from_segmentation(seg.dataset, info.number),
+        referenced_segment=referenced_segment,
         finding_type=codes.concept(info.type), algorithm_id=algorithm, finding_sites=sites or None,
         measurements=measurements)
 
@@ -132,7 +140,28 @@ def _structure_group(seg: SegExport, s: StructureFinding, algorithm: Any) -> Any
     return _volumetric(seg, info, algorithm, ms, [])
 
 
-def _lesion_group(result: AnalysisResult, seg: SegExport, les: Lesion, algorithm: Any) -> Any | None:
+def _centre_segment(result: AnalysisResult, sources: SourceSeries, seg: SegExport, info: SegmentInfo,
+                    les: Lesion) -> Any | None:
+    """The lesion's segment referenced with one source image: the acquired image nearest its centre."""
+    import highdicom as hd
+
+    ref = lesion_ref(result.request.volume, les)
+    if ref is None:
+        return None
+    uid = ref.image.sop_instance_uid
+    ds = next((d for d in sources.datasets if str(d.SOPInstanceUID) == uid), None)
+    if ds is None:
+        logger.warning("lesion %s %d: its centre image is not among the export's source files", les.name, les.number)
+        return None
+    frames = [ref.image.frame] if ref.image.frame is not None else None
+    return hd.sr.ReferencedSegment(
+        sop_class_uid=str(seg.dataset.SOPClassUID), sop_instance_uid=str(seg.dataset.SOPInstanceUID),
+        segment_number=info.number,
+        source_images=[hd.sr.SourceImageForSegmentation(str(ds.SOPClassUID), uid, frames)])
+
+
+def _lesion_group(result: AnalysisResult, sources: SourceSeries, seg: SegExport, les: Lesion,
+                  algorithm: Any) -> Any | None:
     info = seg.segment_for(les.label, les.number)
     if info is None:
         logger.warning("lesion %s %d has no SEG segment; left out of the SR", les.name, les.number)
@@ -140,7 +169,8 @@ def _lesion_group(result: AnalysisResult, seg: SegExport, les: Lesion, algorithm
     ms = [_measurement(codes.LONG_AXIS, les.long_axis_mm, "mm"),
           _measurement(codes.SHORT_AXIS, les.short_axis_mm, "mm"),
           _measurement(codes.VOLUME, les.volume_ml, "mL"), *_density(les.mean, les.units)]
-    return _volumetric(seg, info, algorithm, ms, _site(result, les.location, les.side))
+    return _volumetric(seg, info, algorithm, ms, _site(result, les.location, les.side),
+                       _centre_segment(result, sources, seg, info, les))
 
 
 def measurement_concept(m: Measurement) -> tuple[tuple[str, str, str], tuple[str, str, str] | None]:
@@ -197,7 +227,7 @@ def build_measurement_report(result: AnalysisResult, sources: SourceSeries, seg:
             if group is not None:
                 groups.append(group)
     for les in findings.lesions:
-        group = _lesion_group(result, seg, les, algorithm)
+        group = _lesion_group(result, sources, seg, les, algorithm)
         if group is not None:
             groups.append(group)
     groups.extend(_measurement_group(result, m, algorithm) for m in findings.measurements)

@@ -3,6 +3,14 @@
 Files are referenced in place by path (``zip::member`` for zip members); the
 index never copies or modifies them. Each instance's header is stored as JSON,
 so a series can be turned into a volume without parsing headers again.
+
+Several processes and threads write the same index at once (command-line
+imports, the storage listener, a drop in the window), so every write happens
+in a ``BEGIN IMMEDIATE`` transaction: the writer takes the write lock before it
+reads anything it decides on, and others wait for it (busy timeout) instead of
+failing. Rows shared between writers (patients, studies, series) are inserted
+with ``ON CONFLICT DO NOTHING`` and then looked up. WAL journaling lets readers
+(the window) go on while a writer commits.
 """
 
 from __future__ import annotations
@@ -10,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +32,7 @@ from workstation.dicomio.summary import SeriesSummary
 logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
+BUSY_TIMEOUT_S = 60.0  # how long a writer waits for another writer's transaction to end
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS patients (
     id INTEGER PRIMARY KEY, patient_key TEXT UNIQUE NOT NULL,
@@ -47,6 +57,7 @@ CREATE TABLE IF NOT EXISTS notes (
     UNIQUE(study_ref, source, kind));
 CREATE TABLE IF NOT EXISTS rejects (ref TEXT PRIMARY KEY, reason TEXT NOT NULL);
 """
+SCHEMA_OBJECTS = frozenset({"patients", "studies", "series", "instances", "instances_series", "notes", "rejects"})
 
 
 @dataclass(frozen=True)
@@ -65,17 +76,43 @@ class SeriesRow:
 
 
 class StudyIndex:
-    """A connection to the SQLite index (one per thread)."""
+    """A connection to the SQLite index (one per thread; any number of processes).
+
+    The connection is in autocommit mode: reads see the latest commit, and
+    writes go through ``transaction()`` (or commit at once, one statement each).
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(self.path))
+        self._db = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
         self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._use_wal()
         self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(SCHEMA)
-        self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        self._create_schema()
+
+    def _use_wal(self) -> None:
+        """Switch to WAL journaling (once per database file; retried while another process is switching)."""
+        for attempt in range(50):
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == 49:
+                    raise
+                time.sleep(0.1)
+
+    def _create_schema(self) -> None:
+        """Create the tables when missing; a plain read when they are all there (no write lock)."""
+        names = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master")}
+        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        if names >= SCHEMA_OBJECTS and version == SCHEMA_VERSION:
+            return
+        with self.transaction():
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    self._db.execute(statement)
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
         """Close the connection."""
@@ -89,9 +126,22 @@ class StudyIndex:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """Commit on success, roll back on error."""
-        with self._db:
+        """A write transaction: ``BEGIN IMMEDIATE``, commit on success, roll back on error.
+
+        The write lock is taken first (waiting up to ``BUSY_TIMEOUT_S`` for other
+        writers), so what the transaction reads cannot change under it. Nested
+        use joins the outer transaction.
+        """
+        if self._db.in_transaction:
             yield self._db
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.rollback()
+            raise
+        self._db.commit()
 
     # --- writing -----------------------------------------------------------------
     def known_refs(self) -> dict[str, tuple[int, float]]:
@@ -100,18 +150,20 @@ class StudyIndex:
         return {r["ref"]: (r["size"], r["mtime"]) for r in rows}
 
     def _upsert(self, table: str, key_col: str, key: str, values: dict[str, Any]) -> int:
-        row = self._db.execute(f"SELECT id FROM {table} WHERE {key_col}=?", (key,)).fetchone()
-        if row:
-            return int(row["id"])
+        """The id of the row with ``key``, inserted with ``values`` if there is none (race-free)."""
         cols = [key_col, *values]
         marks = ",".join("?" for _ in cols)
-        cur = self._db.execute(
-            f"INSERT INTO {table} ({','.join(cols)}) VALUES ({marks})", (key, *values.values())
-        )
-        return int(cur.lastrowid or 0)
+        self._db.execute(f"INSERT INTO {table} ({','.join(cols)}) VALUES ({marks}) ON CONFLICT({key_col}) DO NOTHING",
+                         (key, *values.values()))
+        row = self._db.execute(f"SELECT id FROM {table} WHERE {key_col}=?", (key,)).fetchone()
+        return int(row["id"])
 
     def add_group(self, group: SeriesGroup, stats: dict[str, tuple[int, float]]) -> tuple[int, int, int]:
         """Insert a series group's new instances; returns ``(study_id, series_id, added)``."""
+        with self.transaction():
+            return self._add_group(group, stats)
+
+    def _add_group(self, group: SeriesGroup, stats: dict[str, tuple[int, float]]) -> tuple[int, int, int]:
         h = group.first
         pid = self._upsert("patients", "patient_key", patient_key(h), {
             "patient_id": h.patient_id, "name": h.patient_name,
@@ -219,7 +271,7 @@ class StudyIndex:
         Committed at once (a single small write), so an edit survives a crash.
         A later re-import does not undo it: imports only insert notes they lack.
         """
-        with self._db:
+        with self.transaction():
             cur = self._db.execute("UPDATE notes SET text=? WHERE id=?", (text, note_id))
         return cur.rowcount > 0
 
@@ -230,13 +282,13 @@ class StudyIndex:
         the source ``typed (2)``, and so on.
         """
         kind = "typed note"
-        taken = {r["source"] for r in self._db.execute(
-            "SELECT source FROM notes WHERE study_ref=? AND kind=?", (study_id, kind))}
-        name, n = source, 1
-        while name in taken:
-            n += 1
-            name = f"{source} ({n})"
-        with self._db:
+        with self.transaction():  # the free name is chosen and taken under the write lock
+            taken = {r["source"] for r in self._db.execute(
+                "SELECT source FROM notes WHERE study_ref=? AND kind=?", (study_id, kind))}
+            name, n = source, 1
+            while name in taken:
+                n += 1
+                name = f"{source} ({n})"
             cur = self._db.execute("INSERT INTO notes (study_ref, source, kind, text) VALUES (?,?,?,?)",
                                    (study_id, name, kind, text))
         return int(cur.lastrowid or 0)

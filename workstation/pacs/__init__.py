@@ -11,6 +11,7 @@ from workstation.pacs.errors import (
     PacsError,
     PacsRequestError,
     PacsTimeoutError,
+    PacsTlsError,
     TransferInterruptedError,
     UnknownAETitleError,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "PacsNode",
     "PacsRequestError",
     "PacsTimeoutError",
+    "PacsTlsError",
     "SeriesResult",
     "StudyQuery",
     "StudyResult",

@@ -15,14 +15,17 @@ import errno
 import logging
 import socket
 import time
+import weakref
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal
 
 from pynetdicom import AE, _config, evt
 from pynetdicom.association import Association
+from pynetdicom.pdu_primitives import A_ABORT, A_P_ABORT
 from pynetdicom.presentation import PresentationContext, build_context
 
+from workstation.pacs import tls
 from workstation.pacs.errors import (
     AssociationRejectedError,
     NodeConfigError,
@@ -90,6 +93,29 @@ MAX_CONTEXTS = 128
 
 _REJECT_SOURCE_USER = 1
 _REJECT_SOURCE_PROVIDER_PRESENTATION = 3
+Ending = Literal["aborted", "lost"]
+# How each association ended when the peer ended it: an A-ABORT from the peer ("aborted") or the connection
+# closing without one, or a protocol abort of the peer's upper layer ("lost": pynetdicom's A-P-ABORT).
+_endings: weakref.WeakKeyDictionary[Association, Ending] = weakref.WeakKeyDictionary()
+
+
+def _on_acse(event: Any) -> None:
+    if isinstance(event.primitive, A_P_ABORT):
+        _endings[event.assoc] = "lost"
+    elif isinstance(event.primitive, A_ABORT):
+        _endings[event.assoc] = "aborted"
+
+
+def how_it_ended(assoc: Association, wait_s: float = 1.0) -> Ending | None:
+    """"aborted" (the peer sent an A-ABORT), "lost" (the connection closed without one), or None.
+
+    Called after an operation got no response: pynetdicom wakes the operation
+    before its reactor thread has processed the abort, so this waits (briefly)
+    for that thread to finish first.
+    """
+    if assoc.is_alive():
+        assoc.join(wait_s)
+    return _endings.get(assoc)
 
 
 def storage_contexts(sop_classes: Collection[str] = (), budget: int = MAX_CONTEXTS - 1) -> list[PresentationContext]:
@@ -183,7 +209,12 @@ def rejection_error(node: PacsNode, local: LocalAE, primitive: Any) -> Associati
 def associate(node: PacsNode, local: LocalAE, contexts: Sequence[PresentationContext], *,
               ext_neg: list[Any] | None = None, handlers: list[Any] | None = None,
               timeout_s: float | None = None) -> Iterator[Association]:
-    """An established association with ``node``, released on exit (aborted if the body raised)."""
+    """An established association with ``node``, released on exit (aborted if the body raised).
+
+    The one way this package opens a pynetdicom association, so every DIMSE
+    operation gets the node's DICOM TLS (``tls.tls_args``): a TLS node's
+    handshake failure is a ``PacsTlsError``, never a retry in plain text.
+    """
     if not node.has_dimse:
         raise NodeConfigError(f"PACS node {node.name!r} has no DIMSE address (AE title, host and port)")
     timeout = timeout_s if timeout_s is not None else node.timeout_s
@@ -197,14 +228,20 @@ def associate(node: PacsNode, local: LocalAE, contexts: Sequence[PresentationCon
     def _data(_event: Any) -> None:
         seen["data"] = True
 
-    all_handlers = [(evt.EVT_CONN_OPEN, _opened), (evt.EVT_DATA_RECV, _data), *(handlers or [])]
+    all_handlers = [(evt.EVT_CONN_OPEN, _opened), (evt.EVT_DATA_RECV, _data), (evt.EVT_ACSE_RECV, _on_acse),
+                    *(handlers or [])]
     t0 = time.monotonic()
     assoc = ae.associate(node.host, node.port, ae_title=node.ae_title, ext_neg=ext_neg,
-                         evt_handlers=all_handlers)
+                         evt_handlers=all_handlers, tls_args=tls.tls_args(node))
     try:
         if not assoc.is_established:
             if assoc.is_rejected:
                 raise rejection_error(node, local, assoc.acceptor.primitive)
+            if node.tls and not seen["data"]:
+                # pynetdicom logs a failed handshake and reports only "closed": repeat it to say why.
+                problem = tls.handshake_problem(node, min(timeout, 5.0))
+                if problem is not None:
+                    raise tls.tls_error(node, problem, timeout_s=min(timeout, 5.0)) from problem
             if not seen["open"]:
                 raise PacsConnectionError(
                     f"cannot connect to PACS {node.describe()}: {_probe(node.host, node.port, min(timeout, 5.0))}")
@@ -212,6 +249,8 @@ def associate(node: PacsNode, local: LocalAE, contexts: Sequence[PresentationCon
                 raise PacsTimeoutError(
                     f"PACS {node.describe()} accepted the connection but did not answer the association "
                     f"request within {timeout:g} s (is it a DICOM service, and is the port right?)")
+            if not node.tls and not seen["data"] and tls.speaks_tls(node.host, node.port, min(timeout, 5.0)):
+                raise tls.plain_to_tls_error(node)
             raise AssociationRejectedError(
                 f"PACS {node.describe()} aborted the association request (it may not accept our AE title "
                 f"{local.ae_title!r} or the services we asked for)")
@@ -229,24 +268,45 @@ def associate(node: PacsNode, local: LocalAE, contexts: Sequence[PresentationCon
         ae.shutdown()
 
 
+def _still_listening(node: PacsNode) -> bool:
+    """True if the node's port still accepts a TCP connection (a PACS that died refuses it)."""
+    try:
+        with socket.create_connection((node.host, node.port), timeout=2.0):
+            return True
+    except OSError:
+        return False
+
+
 def no_response_error(node: PacsNode, what: str, waited_s: float, timeout_s: float, done: int = 0, *,
-                      answered: bool = True, local_ae: str = "") -> PacsError:
+                      answered: bool = True, local_ae: str = "", ended: Ending | None = None) -> PacsError:
     """The error for an operation that got no (valid) response: a timeout, a refusal, or a dropped peer.
 
-    ``answered`` is False when the peer had not answered this operation at all:
-    a peer closing the association right away is refusing the request, most
-    often because it does not allow it from our AE title (Orthanc does this).
+    ``answered`` is False when the peer had not answered this operation at all.
+    A peer that sends an A-ABORT right away (``ended="aborted"``) and still
+    accepts connections is refusing the request, most often because it does
+    not allow it from our AE title (Orthanc does this). A peer whose connection
+    closed without an A-ABORT (``ended="lost"``), or whose port refuses
+    connections afterwards, stopped or crashed, or the network failed: that is
+    not a refusal, and the message says so.
     """
     if waited_s >= timeout_s * 0.9:
         return PacsTimeoutError(f"PACS {node.describe()} did not answer the {what} within {timeout_s:g} s")
+    listening = _still_listening(node) if not answered and not done and ended is not None else True
+    if not answered and not done and (ended == "lost" or not listening):
+        state = ("its port no longer accepts connections: it stopped or crashed" if not listening
+                 else "the connection closed without a DICOM abort: the PACS or the network failed")
+        return TransferInterruptedError(
+            f"PACS {node.describe()} went away during the {what} before answering ({state}); try again once it "
+            "is back, and tell its administrator if it happens again")
     if not answered and not done:
         return PacsRequestError(
             f"PACS {node.describe()} closed the association instead of answering the {what}: it probably does "
             f"not allow {what} from our AE title {local_ae!r} (ask its administrator to add AE {local_ae!r} "
             "with this computer's address to its DICOM modalities)")
     kept = f"; the {done} instance(s) received before are kept, a retry continues from there" if done else ""
+    how = " (connection lost)" if ended == "lost" else ""
     return TransferInterruptedError(
-        f"PACS {node.describe()} dropped the association during the {what}{kept}", done)
+        f"PACS {node.describe()} dropped the association during the {what}{how}{kept}", done)
 
 
 def require_context(assoc: Association, sop_class: str, node: PacsNode, what: str) -> None:
@@ -262,6 +322,7 @@ __all__ = [
     "UNCOMPRESSED",
     "associate",
     "connection_failure",
+    "how_it_ended",
     "make_ae",
     "no_response_error",
     "rejection_error",

@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from workstation.pacs.errors import NodeConfigError
+from workstation import audit
+from workstation.pacs.errors import NodeConfigError, PacsError
 from workstation.pacs.nodes import LocalAE, PacsConfig, PacsNode
 from workstation.pacs.query import StudyQuery
 
@@ -206,23 +207,57 @@ def _retrieve(args: argparse.Namespace, settings: Any, config: PacsConfig) -> in
 
 
 def _send(args: argparse.Namespace, settings: Any, config: PacsConfig) -> int:
+    from workstation.dicomio.sources import path_problem
+
     node = resolve_node(args, config)
+    for p in args.paths:
+        if not p.is_file() and not p.is_dir():
+            raise PacsError(f"{p}: {path_problem(p)}")
     files = sorted({f for p in args.paths for f in ([p] if p.is_file() else
                                                    (x for x in p.rglob("*") if x.is_file()))})
     if not files:
         raise NodeConfigError("no files to send")
-    if args.dicomweb or not node.has_dimse:
-        from workstation.pacs.dicomweb import DicomWebClient
+    protocol = "STOW-RS" if args.dicomweb or not node.has_dimse else "C-STORE"
+    studies = _study_uids(files)
+    try:
+        if protocol == "STOW-RS":
+            from workstation.pacs.dicomweb import DicomWebClient
 
-        result = DicomWebClient(node).store(files)
-    else:
-        from workstation.pacs.dimse import DimseClient
+            result = DicomWebClient(node).store(files)
+        else:
+            from workstation.pacs.dimse import DimseClient
 
-        result = DimseClient(node, _local(args, config)).store(files)
+            result = DimseClient(node, _local(args, config)).store(files)
+    except Exception as exc:
+        for uid in studies:
+            audit.record("study.sent", study_uid=uid, outcome="failed", node=node.name, protocol=protocol,
+                         files=len(studies[uid]), error=type(exc).__name__)
+        raise
+    failed_paths = {path for path, _reason in result.failed}
+    for uid, paths in studies.items():
+        lost = sum(1 for p in paths if str(p) in failed_paths)
+        outcome = "ok" if not lost else ("failed" if lost == len(paths) else "partial")
+        audit.record("study.sent", study_uid=uid, outcome=outcome, node=node.name, protocol=protocol,
+                     files=len(paths), stored=len(paths) - lost, failed=lost)
     print(f"{len(result.stored)} of {len(files)} file(s) stored on {node.describe()}")
     for path, reason in result.failed:
         print(f"  not stored: {path}: {reason}")
     return 0 if not result.failed else 1
+
+
+def _study_uids(files: list[Path]) -> dict[str, list[Path]]:
+    """Files by Study Instance UID (for the audit trail; unreadable files under "")."""
+    import pydicom
+
+    out: dict[str, list[Path]] = {}
+    for f in files:
+        try:
+            uid = str(pydicom.dcmread(f, stop_before_pixels=True, specific_tags=["StudyInstanceUID"])
+                      .get("StudyInstanceUID", ""))
+        except Exception:  # not DICOM: the send reports it
+            uid = ""
+        out.setdefault(uid, []).append(f)
+    return out
 
 
 def _listen(args: argparse.Namespace, settings: Any, config: PacsConfig) -> int:

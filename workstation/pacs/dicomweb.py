@@ -6,6 +6,10 @@ type="application/dicom"`` with ``transfer-syntax=*`` (as stored, no
 transcoding); frames as ``application/octet-stream``, the media type the Orthanc
 plugin accepts for frames. Errors become ``PacsError`` subclasses naming the
 server and the HTTP status, never the credentials.
+
+An ``https://`` URL uses the node's TLS settings (``tls.client_context``: its CA
+bundle, client certificate, host name check, TLS 1.2+); a redirect from
+``https://`` to ``http://`` is refused, so nothing goes out in plain text.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import http.client
 import json
 import logging
 import socket
+import ssl
 import time
 import urllib.error
 import urllib.parse
@@ -28,11 +33,13 @@ from typing import Any
 import pydicom
 
 from inference.cancel import CancelledError, CancelToken
+from workstation.pacs import tls
 from workstation.pacs.errors import (
     NodeConfigError,
     PacsConnectionError,
     PacsRequestError,
     PacsTimeoutError,
+    PacsTlsError,
     TransferInterruptedError,
 )
 from workstation.pacs.multipart import MultipartError, build_body, content_type_params, iter_parts
@@ -68,6 +75,17 @@ _HTTP_HINTS = {
 }
 
 
+class _NoDowngradeRedirect(urllib.request.HTTPRedirectHandler):
+    """Follows redirects, except from ``https://`` to ``http://`` (that would send the request in plain text)."""
+
+    def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any,
+                         newurl: str) -> urllib.request.Request | None:
+        if req.full_url.startswith("https://") and not newurl.startswith("https://"):
+            raise urllib.error.HTTPError(req.full_url, code, "redirect from HTTPS to plain HTTP refused", headers,
+                                         fp)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
 class DicomWebClient:
     """QIDO-RS, WADO-RS and STOW-RS against one node's DICOMweb base URL."""
 
@@ -77,6 +95,10 @@ class DicomWebClient:
         self.node = node
         self.base = node.dicomweb_url
         self.timeout_s = timeout_s if timeout_s is not None else node.timeout_s
+        handlers: list[urllib.request.BaseHandler] = [_NoDowngradeRedirect()]
+        if node.uses_https:  # NodeConfigError here when the CA bundle or client certificate is unusable
+            handlers.append(urllib.request.HTTPSHandler(context=tls.client_context(node)))
+        self._opener = urllib.request.build_opener(*handlers)
 
     # --- HTTP -----------------------------------------------------------------------
     def _auth(self) -> str:
@@ -100,7 +122,7 @@ class DicomWebClient:
             req.add_header("Authorization", auth)
         where = f"DICOMweb server {self.base}"
         try:
-            rsp = urllib.request.urlopen(req, timeout=self.timeout_s)
+            rsp = self._opener.open(req, timeout=self.timeout_s)
         except urllib.error.HTTPError as exc:
             detail = _HTTP_HINTS.get(exc.code, exc.reason or "")
             exc.close()
@@ -108,6 +130,10 @@ class DicomWebClient:
                                    exc.code) from None
         except urllib.error.URLError as exc:
             reason = exc.reason
+            if isinstance(reason, ssl.SSLError):
+                raise self._tls_failure(reason) from exc
+            if isinstance(reason, ConnectionError) and self.node.uses_https:
+                self._check_handshake()
             if isinstance(reason, TimeoutError | socket.timeout):
                 raise PacsTimeoutError(f"{where} did not answer within {self.timeout_s:g} s") from None
             if isinstance(reason, ConnectionRefusedError):
@@ -118,17 +144,47 @@ class DicomWebClient:
             raise PacsConnectionError(f"cannot connect to {where}: {reason}") from None
         except TimeoutError:
             raise PacsTimeoutError(f"{where} did not answer within {self.timeout_s:g} s") from None
+        except ssl.SSLError as exc:  # e.g. a TLS 1.3 server refusing our client certificate after the handshake
+            raise self._tls_failure(exc) from exc
         except (ConnectionError, http.client.HTTPException) as exc:
+            self._check_handshake()
+            self._check_plain_to_https()
             raise TransferInterruptedError(f"{where} dropped the connection ({exc.__class__.__name__})") from None
         try:
             yield rsp
         except TimeoutError:
             raise PacsTimeoutError(f"{where} stopped sending for {self.timeout_s:g} s") from None
+        except ssl.SSLError as exc:
+            raise self._tls_failure(exc) from exc
         except (ConnectionError, http.client.HTTPException) as exc:
             raise TransferInterruptedError(f"{where} dropped the connection in the middle of the answer "
                                            f"({exc.__class__.__name__})") from None
         finally:
             rsp.close()
+
+    def _tls_failure(self, exc: BaseException) -> PacsTlsError:
+        """The error for a failed HTTPS connection, with the reason a fresh handshake gives when it says more."""
+        return tls.tls_error(self.node, self._handshake_problem() or exc, what="HTTPS", timeout_s=self.timeout_s)
+
+    def _handshake_problem(self) -> BaseException | None:
+        url = urllib.parse.urlsplit(self.base)
+        if not self.node.uses_https or not url.hostname:
+            return None
+        return tls.handshake_problem(self.node, min(self.timeout_s, 5.0), host=url.hostname, port=url.port or 443)
+
+    def _check_handshake(self) -> None:
+        """Raise the TLS reason when an HTTPS server dropped us because of TLS (e.g. our client certificate)."""
+        problem = self._handshake_problem()
+        if problem is not None:
+            raise tls.tls_error(self.node, problem, what="HTTPS", timeout_s=self.timeout_s) from problem
+
+    def _check_plain_to_https(self) -> None:
+        """Raise a clear error when an ``http://`` URL's server dropped us because it speaks HTTPS."""
+        if self.node.uses_https:
+            return
+        url = urllib.parse.urlsplit(self.base)
+        if url.hostname and tls.speaks_tls(url.hostname, url.port or 80, min(self.timeout_s, 5.0)):
+            raise tls.plain_to_tls_error(self.node, https=True)
 
     def _json(self, path: str, params: Sequence[tuple[str, str]] = ()) -> list[dict[str, Any]]:
         with self._open("GET", path, params=params, accept="application/dicom+json") as rsp:

@@ -33,6 +33,7 @@ from workstation.pacs.association import (
     MAX_CONTEXTS,
     UNCOMPRESSED,
     associate,
+    how_it_ended,
     no_response_error,
     require_context,
     storage_contexts,
@@ -105,7 +106,8 @@ class DimseClient:
             for status, ident in assoc.send_c_find(ds, model):
                 if "Status" not in status:
                     raise no_response_error(self.node, "C-FIND", time.monotonic() - t_last, self.timeout_s,
-                                            answered=answered, local_ae=self.local.ae_title)
+                                            answered=answered, local_ae=self.local.ae_title,
+                                            ended=how_it_ended(assoc))
                 t_last, answered = time.monotonic(), True
                 code = int(status.Status)
                 if code in _PENDING:

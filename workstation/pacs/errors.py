@@ -65,3 +65,16 @@ class PacsRequestError(PacsError):
 
 class NodeConfigError(PacsError):
     """A PACS node is missing, unknown or not configured for the protocol asked for."""
+
+
+class StudyNotFoundError(PacsError):
+    """The PACS answered, but does not hold the study (or the series) asked for."""
+
+
+class PacsTlsError(PacsConnectionError):
+    """A TLS connection (DICOM TLS or HTTPS) to or from a peer could not be made secure.
+
+    The message names the node and the reason (unknown CA, host name mismatch,
+    expired certificate, client certificate refused, a plain-text peer...). A
+    node configured for TLS never falls back to plain text, so this is final.
+    """

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import struct
 import time
 from collections.abc import Sequence
@@ -37,6 +38,7 @@ from pynetdicom.pdu_primitives import (
 from pynetdicom.presentation import PresentationContext
 
 from inference.cancel import CancelledError, CancelToken
+from workstation.pacs import tls
 from workstation.pacs.association import rejection_error
 from workstation.pacs.errors import (
     AssociationRejectedError,
@@ -44,6 +46,7 @@ from workstation.pacs.errors import (
     PacsError,
     PacsRequestError,
     PacsTimeoutError,
+    PacsTlsError,
     TransferInterruptedError,
 )
 from workstation.pacs.nodes import LocalAE, PacsNode
@@ -118,6 +121,8 @@ class FastGet:
             except TimeoutError:
                 raise PacsTimeoutError(f"PACS {self.node.describe()} sent nothing for {self.timeout_s:g} s "
                                        f"during the {what}") from None
+            except ssl.SSLError as exc:  # e.g. a TLS 1.3 peer refusing our client certificate after the handshake
+                raise tls.tls_error(self.node, exc, timeout_s=self.timeout_s) from exc
             except OSError as exc:
                 raise self._dropped(what, done, exc.strerror or str(exc)) from None
             if n == 0:
@@ -147,6 +152,8 @@ class FastGet:
         assert self.sock is not None
         try:
             self.sock.sendall(data)
+        except ssl.SSLError as exc:
+            raise tls.tls_error(self.node, exc, timeout_s=self.timeout_s) from exc
         except OSError as exc:
             raise self._dropped("C-GET", 0, exc.strerror or str(exc)) from None
 
@@ -164,7 +171,7 @@ class FastGet:
 
     # --- association ----------------------------------------------------------------
     def open(self, contexts: Sequence[PresentationContext], scp_roles: Sequence[str]) -> None:
-        """Connect and negotiate; raise a clear error when refused."""
+        """Connect (with the node's DICOM TLS) and negotiate; raise a clear error when refused."""
         from workstation.pacs.association import connection_failure
 
         try:
@@ -173,6 +180,8 @@ class FastGet:
             raise PacsConnectionError(f"cannot connect to PACS {self.node.describe()}: "
                                       f"{connection_failure(exc, self.node.host, self.timeout_s)}") from None
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.node.tls:  # the same context as every other association (tls.client_context); never plain text
+            self.sock = tls.wrap_client(self.sock, self.node, self.timeout_s)
         primitive = A_ASSOCIATE()
         primitive.application_context_name = APPLICATION_CONTEXT
         primitive.calling_ae_title = self.local.ae_title
@@ -195,15 +204,28 @@ class FastGet:
         primitive.user_information = info
         rq = A_ASSOCIATE_RQ()
         rq.from_primitive(primitive)
-        self.send(rq.encode())
+        try:
+            self.send(rq.encode())
+        except (PacsTlsError, TransferInterruptedError) as exc:
+            reason = self._tls_reason(exc)
+            if reason is exc:
+                raise
+            raise reason from exc
         t0 = time.monotonic()
         try:
             kind, body = self.read_pdu("association request")
-        except (TransferInterruptedError, PacsTimeoutError) as exc:
+        except (TransferInterruptedError, PacsTimeoutError, PacsTlsError) as exc:
+            reason = self._tls_reason(exc)
+            if reason is not exc:
+                raise reason from exc
+            if isinstance(exc, PacsTlsError):
+                raise
             if isinstance(exc, PacsTimeoutError) or time.monotonic() - t0 >= self.timeout_s * 0.9:
                 raise PacsTimeoutError(f"PACS {self.node.describe()} accepted the connection but did not answer the "
                                        f"association request within {self.timeout_s:g} s (is it a DICOM service, "
                                        "and is the port right?)") from None
+            if not self.node.tls and tls.speaks_tls(self.node.host, self.node.port, min(self.timeout_s, 5.0)):
+                raise tls.plain_to_tls_error(self.node) from None
             raise AssociationRejectedError(f"PACS {self.node.describe()} closed the connection instead of answering "
                                            "the association request") from None
         raw = _HEAD.pack(kind, len(body)) + bytes(body)
@@ -224,6 +246,15 @@ class FastGet:
         for item in answer.user_information or []:
             if isinstance(item, MaximumLengthNotification):
                 self.peer_max = int(item.maximum_length_received or 0)  # 0: no limit
+
+    def _tls_reason(self, exc: PacsError) -> PacsError:
+        """For a TLS node, why a fresh handshake fails (a TLS 1.3 peer refuses our client certificate only
+        after the handshake, so the first sign is a dropped connection); ``exc`` when it says nothing more."""
+        if self.node.tls:
+            problem = tls.handshake_problem(self.node, min(self.timeout_s, 5.0))
+            if problem is not None:
+                return tls.tls_error(self.node, problem, timeout_s=min(self.timeout_s, 5.0))
+        return exc
 
     def close(self, *, abort: bool = False) -> None:
         """Release (or abort) and close."""

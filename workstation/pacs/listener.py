@@ -10,6 +10,10 @@ see every file as it lands (a C-MOVE retrieve uses this to know what arrived).
 By default only the AE titles of configured nodes may push (others are
 rejected with "calling AE title not recognised"). The callback and observers
 run on the listener's threads: keep them short and thread-safe.
+
+With ``local.tls`` the listener speaks DICOM TLS only (``tls.server_context``):
+a plain-text caller, or one without an acceptable client certificate when
+``tls_require_client_cert`` is set, is dropped during the handshake and logged.
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ from typing import Any
 from pynetdicom import AE, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
+from workstation import audit
 from workstation.index import ImportResult, StudyIndex, import_paths
+from workstation.pacs import tls
 from workstation.pacs.association import TRANSFER_SYNTAXES
 from workstation.pacs.errors import PacsConnectionError
 from workstation.pacs.nodes import LocalAE
@@ -90,16 +96,18 @@ class StorageListener:
             ae.require_calling_aet = list(self.allowed_callers)
         handlers: list[Any] = [(evt.EVT_C_STORE, self._on_store), (evt.EVT_RELEASED, self._on_end),
                     (evt.EVT_ABORTED, self._on_end), (evt.EVT_CONN_CLOSE, self._on_end)]
+        ssl_context = tls.server_context(self.local) if self.local.tls else None  # NodeConfigError when unusable
         try:
             self._server = ae.start_server((self.local.bind_address, self.local.port), block=False,
-                                           evt_handlers=handlers)
+                                           evt_handlers=handlers, ssl_context=ssl_context)
         except OSError as exc:
             raise PacsConnectionError(
                 f"cannot listen on {self.local.bind_address}:{self.local.port} ({exc.strerror or exc}); "
                 "is another program (or another workstation window) using that port?") from None
         self._ae = ae
         self.port = int(self._server.server_address[1])
-        logger.info("storage listener %s on %s:%d", self.local.ae_title, self.local.bind_address, self.port)
+        logger.info("storage listener %s on %s:%d%s", self.local.ae_title, self.local.bind_address, self.port,
+                    " (DICOM TLS)" if ssl_context is not None else "")
         return self.port
 
     def stop(self) -> None:
@@ -178,6 +186,10 @@ class StorageListener:
                 logger.exception("importing %d received files failed", len(files))
                 arrival.error = str(exc)
         logger.info("received %d instance(s) from %s: %d added to the index", len(files), calling, arrival.added)
+        if self.db_path is not None:  # a listener without an index serves a retrieve, which records itself
+            for uid in arrival.study_uids or [""]:
+                audit.record("study.received", study_uid=uid, outcome="failed" if arrival.error else "ok",
+                             source=calling, how="C-STORE (pushed)", files=len(files), added=arrival.added)
         if self.on_arrival is not None:
             try:
                 self.on_arrival(arrival)

@@ -5,6 +5,11 @@ validates it on use, so ``workstation.settings`` stays at the bottom of the
 layers and loading settings never imports the PACS stack. Secrets (password,
 bearer token) are ``SecretStr``: they never show in a ``repr`` or a log line,
 and ``to_settings_value`` writes them back in clear only for ``settings.json``.
+
+TLS (``tls_*`` keys) is configured per node (DICOM TLS with ``tls: true``;
+HTTPS with an ``https://`` DICOMweb URL; both use the node's CA bundle and
+client certificate) and for our listener (``LocalAE``); ``workstation.pacs.tls``
+turns these settings into SSL contexts.
 """
 
 from __future__ import annotations
@@ -13,7 +18,16 @@ import logging
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_serializer, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from workstation.pacs.errors import NodeConfigError
 
@@ -34,6 +48,11 @@ def _check_ae_title(value: str) -> str:
     return value
 
 
+def _expand(value: Path | None) -> Path | None:
+    """``~`` in a certificate or key path means the user's home folder."""
+    return value.expanduser() if value is not None else None
+
+
 class PacsNode(BaseModel):
     """One remote PACS: its DIMSE address and/or its DICOMweb base URL."""
 
@@ -49,11 +68,34 @@ class PacsNode(BaseModel):
     token: SecretStr | None = Field(default=None, description="HTTP bearer token (DICOMweb)")
     timeout_s: float = Field(default=30.0, gt=0, description="connect/answer timeout in seconds")
     retrieve_method: RetrieveMethod = "get"
+    tls: bool = Field(default=False, description="DICOM TLS for every DIMSE operation; never falls back to plain text")
+    tls_ca_file: Path | None = Field(
+        default=None, description="PEM CA bundle the peer's certificate must chain to (DICOM TLS and https://); "
+                                  "default: the system's trust store")
+    tls_cert_file: Path | None = Field(default=None, description="our client certificate (PEM), if the peer asks")
+    tls_key_file: Path | None = Field(default=None, description="its private key (PEM); default: in tls_cert_file")
+    tls_verify_hostname: bool = Field(
+        default=True, description="the peer's certificate must name host (or the URL's host); turn off only for a "
+                                  "peer whose certificate names another host")
 
     @field_validator("ae_title")
     @classmethod
     def _ae(cls, v: str) -> str:
         return _check_ae_title(v) if v.strip() else ""
+
+    @field_validator("tls_ca_file", "tls_cert_file", "tls_key_file")
+    @classmethod
+    def _path(cls, v: Path | None) -> Path | None:
+        return _expand(v)
+
+    @model_validator(mode="after")
+    def _tls(self) -> PacsNode:
+        if self.tls_key_file is not None and self.tls_cert_file is None:
+            raise ValueError("tls_key_file is set without tls_cert_file")
+        if self.tls and self.dicomweb_url.startswith("http://"):
+            raise ValueError(f"node {self.name!r} requires TLS (tls: true) but its DICOMweb URL is plain http://; "
+                             "use https://")
+        return self
 
     @field_validator("dicomweb_url")
     @classmethod
@@ -77,11 +119,16 @@ class PacsNode(BaseModel):
         """True when a DICOMweb base URL is set."""
         return bool(self.dicomweb_url)
 
+    @property
+    def uses_https(self) -> bool:
+        """True when the DICOMweb base URL is ``https://``."""
+        return self.dicomweb_url.startswith("https://")
+
     def describe(self) -> str:
-        """``name (AE@host:port, url)`` for messages (no credentials)."""
+        """``name (AE@host:port, url)`` for messages (no credentials); DICOM TLS says so."""
         parts = []
         if self.has_dimse:
-            parts.append(f"{self.ae_title}@{self.host}:{self.port}")
+            parts.append(f"{self.ae_title}@{self.host}:{self.port}" + (" DICOM TLS" if self.tls else ""))
         if self.has_dicomweb:
             parts.append(self.dicomweb_url)
         return f"{self.name} ({', '.join(parts) or 'no address'})"
@@ -99,11 +146,34 @@ class LocalAE(BaseModel):
     require_known_callers: bool = Field(
         default=True, description="accept pushes only from the AE titles of configured nodes")
     max_pdu: int = Field(default=1048576, ge=0, description="largest PDU we receive (0: no limit)")
+    tls: bool = Field(default=False, description="the listener speaks DICOM TLS only (plain-text callers fail)")
+    tls_cert_file: Path | None = Field(default=None, description="the listener's certificate (PEM); needed with tls")
+    tls_key_file: Path | None = Field(default=None, description="its private key (PEM); default: in tls_cert_file")
+    tls_ca_file: Path | None = Field(
+        default=None, description="PEM CA bundle that callers' client certificates must chain to (checked when a "
+                                  "caller presents one)")
+    tls_require_client_cert: bool = Field(
+        default=False, description="refuse callers without a client certificate signed by tls_ca_file")
 
     @field_validator("ae_title")
     @classmethod
     def _ae(cls, v: str) -> str:
         return _check_ae_title(v)
+
+    @field_validator("tls_ca_file", "tls_cert_file", "tls_key_file")
+    @classmethod
+    def _path(cls, v: Path | None) -> Path | None:
+        return _expand(v)
+
+    @model_validator(mode="after")
+    def _tls(self) -> LocalAE:
+        if self.tls and self.tls_cert_file is None:
+            raise ValueError("the listener has tls: true but no tls_cert_file (its certificate)")
+        if self.tls_key_file is not None and self.tls_cert_file is None:
+            raise ValueError("tls_key_file is set without tls_cert_file")
+        if self.tls_require_client_cert and self.tls_ca_file is None:
+            raise ValueError("tls_require_client_cert needs tls_ca_file (the CA that signs callers' certificates)")
+        return self
 
 
 class PacsConfig(BaseModel):

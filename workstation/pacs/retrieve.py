@@ -19,9 +19,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from inference.cancel import CancelToken
+from inference.cancel import CancelledError, CancelToken
+from workstation import audit
 from workstation.index import ImportResult, StudyIndex, import_paths
-from workstation.pacs.errors import NodeConfigError
+from workstation.pacs.errors import NodeConfigError, StudyNotFoundError
 from workstation.pacs.nodes import LocalAE, PacsNode, RetrieveMethod
 from workstation.pacs.query import InstanceResult, SeriesResult
 from workstation.pacs.storage import InstanceWriter, ReceivedInstance, known_sop_uids
@@ -111,7 +112,10 @@ def plan_retrieve(node: PacsNode, local: LocalAE, study_uid: str, method: Retrie
         missing = [i for i in instances if i.sop_uid not in known]
         plans.append(SeriesPlan(s, instances, missing))
     if wanted and not plans:
-        raise NodeConfigError(f"PACS {node.describe()} holds none of the {len(wanted)} series asked for")
+        raise StudyNotFoundError(f"series {', '.join(sorted(wanted))} of study {study_uid} not found on "
+                                 f"{node.describe()}")
+    if not all_series:
+        raise StudyNotFoundError(f"study {study_uid} not found on {node.describe()}")
     return plans
 
 
@@ -123,15 +127,36 @@ def retrieve_study(node: PacsNode, local: LocalAE, study_uid: str, *, db_path: P
 
     ``listener`` (a running ``StorageListener`` with our AE title) receives a
     C-MOVE; without one, a temporary listener is started on ``local.port``.
-    Raises ``PacsError`` subclasses (or ``CancelledError``) after importing
-    what did arrive.
+    Raises ``PacsError`` subclasses (``StudyNotFoundError`` when the PACS does
+    not hold the study) or ``CancelledError``, after importing what did arrive.
+    Every retrieve goes to the audit trail with its outcome.
     """
     t0 = time.perf_counter()
     chosen = choose_method(node, method)
     with StudyIndex(db_path) as index:
         known = known_sop_uids(index, study_uid)
-    plans = plan_retrieve(node, local, study_uid, chosen, known, series_uids, cancel)
     result = RetrieveResult(study_uid, chosen)
+    how = {"get": "C-GET", "move": "C-MOVE", "wado": "WADO-RS"}[chosen]
+    try:
+        _retrieve(node, local, study_uid, chosen, result, known, db_path=db_path, storage_dir=storage_dir,
+                  series_uids=series_uids, listener=listener, progress=progress, cancel=cancel,
+                  import_workers=import_workers, t0=t0)
+    except BaseException as exc:
+        audit.record("study.received", study_uid=study_uid, source=node.name, how=how, received=result.received,
+                     outcome="cancelled" if isinstance(exc, CancelledError) else "failed",
+                     error=str(exc)[:300] or type(exc).__name__)
+        raise
+    audit.record("study.received", study_uid=study_uid, source=node.name, how=how, received=result.received,
+                 already_present=result.already_present, on_pacs=result.on_pacs)
+    return result
+
+
+def _retrieve(node: PacsNode, local: LocalAE, study_uid: str, chosen: RetrieveMethod, result: RetrieveResult,
+              known: set[str], *,
+              db_path: Path, storage_dir: Path, series_uids: Sequence[str], listener: object | None,
+              progress: Progress | None, cancel: CancelToken | None, import_workers: int, t0: float) -> None:
+    """The body of ``retrieve_study``: plan, transfer, import (also after a failure); fills ``result``."""
+    plans = plan_retrieve(node, local, study_uid, chosen, known, series_uids, cancel)
     result.on_pacs = sum(len(p.on_pacs) for p in plans)
     result.already_present = result.on_pacs - sum(len(p.missing) for p in plans)
     total = sum(len(p.missing) if p.on_pacs else (p.series.instance_count or 0) for p in plans)
@@ -155,7 +180,6 @@ def retrieve_study(node: PacsNode, local: LocalAE, study_uid: str, *, db_path: P
                 result.imported = import_paths(result.files, index, workers=import_workers)
         result.seconds = time.perf_counter() - t0
         logger.info("retrieve: %d instance(s) received in %.2f s", result.received, result.seconds)
-    return result
 
 
 def _get_or_wado(node: PacsNode, local: LocalAE, study_uid: str, todo: list[SeriesPlan], writer: InstanceWriter,

@@ -3,6 +3,10 @@
 ``create_main_window`` builds the window without running an event loop, so tests
 (pytest-qt) and the frozen build's self-test share the code path users run.
 ``WORKSTATION_QUIT_AFTER=N`` quits after N seconds (smoke tests, packaging).
+``WORKSTATION_EXIT_AFTER_OPEN=1`` quits once the study or series asked for
+(``workstation gui TARGET``, ``workstation demo``) is on screen and its stored
+analysis has been looked up, printing one line that says what was opened, which
+AI result is shown and how many model runs were started (tests, scripts).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
 from workstation.qt.main_window import MainWindow
+from workstation.qt.messages import install_qt_message_handler
 from workstation.qt.refcount_guard import guard_none_refcount
 from workstation.settings import Settings, resources_dir
 
@@ -30,7 +35,8 @@ def _style_sheet() -> str:
 
 
 def ensure_app() -> QApplication:
-    """The running QApplication, created if needed."""
+    """The running QApplication, created if needed; Qt's messages go to logging from here on."""
+    install_qt_message_handler()  # first: the platform plugin already speaks while the app is made
     app = QApplication.instance()
     if isinstance(app, QApplication):
         return app
@@ -47,12 +53,44 @@ def create_main_window(settings: Settings) -> MainWindow:
     return MainWindow(settings)
 
 
-def run_gui(settings: Settings, open_study: int | None = None, analyze: str | None = None) -> int:
-    """Show the window and run the event loop until it closes; optionally open a study and analyse it."""
+EXIT_AFTER_OPEN = "WORKSTATION_EXIT_AFTER_OPEN"
+
+
+def opened_line(window: MainWindow, series_id: int) -> str:
+    """What ``WORKSTATION_EXIT_AFTER_OPEN`` prints: ids, modality, the AI result shown, the model runs started."""
+    session = window.session
+    current = session.current
+    result = session.result(series_id)
+    ai = (f"{result.provenance.model_id} {result.provenance.model_version}" if result is not None else "none")
+    study = current.study_id if current is not None else "?"
+    modality = current.modality if current is not None else "?"
+    return f"opened series {series_id} of study {study} ({modality}); AI result: {ai}; model runs: " \
+           f"{session.worker.generation}"
+
+
+def _exit_after_open(window: MainWindow) -> None:
+    """Print ``opened_line`` and close the window once the series is shown and its stored analysis looked up."""
+    def done(series_id: int, _found: bool) -> None:
+        print(opened_line(window, series_id), flush=True)
+        QTimer.singleShot(0, window.close)
+
+    window.session.analysisLookedUp.connect(done)
+
+
+def run_gui(settings: Settings, open_study: int | None = None, analyze: str | None = None,
+            open_series: int | None = None) -> int:
+    """Show the window and run the event loop until it closes; optionally open a study (and analyse it) or a series."""
     app = ensure_app()
     window = create_main_window(settings)
     window.show()
-    if open_study is not None:
+    if os.environ.get(EXIT_AFTER_OPEN) == "1":
+        if open_study is None and open_series is None:
+            QTimer.singleShot(0, window.close)  # nothing asked for: shown, then done
+        else:
+            _exit_after_open(window)
+    if open_series is not None:
+        window.session.open_series(open_series)
+    elif open_study is not None:
         window.open_study(open_study, analyze=analyze)
     quit_after = os.environ.get("WORKSTATION_QUIT_AFTER")
     if quit_after:

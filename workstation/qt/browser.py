@@ -2,7 +2,8 @@
 
 Each series row shows a thumbnail of its middle slice, its number and description
 with, on a second line, how many images and what it is (3-D volume, 4-D, single
-image, localizer, document), then modality and AI status. Two lines, not more
+image, localizer, document), then modality and AI status (read from the analysis
+store at each refresh, so analyses made on the command line show too). Two lines, not more
 columns: at the dock's default width every description is read whole.
 Double click or Enter on a series emits ``seriesActivated``; folders, zips or files
 dropped on the browser emit ``importRequested``. A filter box narrows the tree.
@@ -189,6 +190,7 @@ class StudyBrowser(QWidget):
         with StudyIndex(self.settings.db_path) as index:
             studies = index.studies()
             series = index.series()
+            self._read_stored_analyses(index, series)
         by_study: dict[int, list[Any]] = defaultdict(list)
         for row in series:
             by_study[row.study_id].append(row)
@@ -209,6 +211,21 @@ class StudyBrowser(QWidget):
             self.tree.setAutoScroll(False)
             self.tree.setCurrentItem(item)
             self.tree.setAutoScroll(True)
+
+    def _read_stored_analyses(self, index: Any, rows: list[Any]) -> None:
+        """"Done" where the analysis store (shared with the command line) keeps a valid analysis: records only,
+        never a label map; a running, queued or failed status set by this window stays."""
+        from workstation.services.analysis_store import AnalysisStore, analysed_series, model_versions
+
+        try:
+            done = analysed_series(AnalysisStore.for_settings(self.settings), index, rows,
+                                   lambda: model_versions(self.settings.models_path))
+        except Exception:  # an unreadable store must not empty the browser
+            logger.warning("the analysis store could not be read", exc_info=True)
+            return
+        for row in rows:
+            if self._ai.get(row.id, AiStatus.NONE) in (AiStatus.NONE, AiStatus.DONE):
+                self._ai[row.id] = AiStatus.DONE if row.id in done else AiStatus.NONE
 
     def set_ai_status(self, series_id: int, status: AiStatus | str) -> None:
         """Show a series' AI status (none, queued, running, done, failed)."""

@@ -40,7 +40,7 @@ from workstation.qt.report import (
     study_key_of_series,
     study_title_of_key,
 )
-from workstation.qt.viewer import MprViewer, OverlayPanel
+from workstation.qt.viewer import MprViewer, OverlayPanel, SlabToolbar
 from workstation.report import AutosaveStore, ReportDocument
 from workstation.settings import Settings, config_dir
 
@@ -123,6 +123,7 @@ class MainWindow(QMainWindow):
                                       self.analysis_bar, self)
         self.session.message.connect(lambda text: self.statusBar().showMessage(text, 15_000))
         self.session.problem.connect(self._show_problem)
+        self.session.codeConfirmationNeeded.connect(self._confirm_model_code)
         self.session.resultShown.connect(lambda _sid: self.tabs.setCurrentWidget(self.findings))
         self.session.resultShown.connect(self._report_for_series)
         self.session.seriesOpened.connect(self._report_study_opened)
@@ -181,6 +182,9 @@ class MainWindow(QMainWindow):
             self.layout_actions[name] = action
         self.viewer.layoutChanged.connect(self._layout_changed)
         self._layout_changed(self.viewer.layout_name())
+        tools.addSeparator()
+        self.slab_control = SlabToolbar(self.viewer)  # MIP/MinIP/Avg slab (keys M, [ and ])
+        tools.addWidget(self.slab_control)
         self.addToolBar(Qt.ToolBarArea.TopToolBarArea, tools)
         ai = QToolBar("AI")
         ai.setObjectName("AIToolbar")
@@ -360,6 +364,16 @@ class MainWindow(QMainWindow):
 
     def _show_problem(self, title: str, text: str) -> None:
         QMessageBox.warning(self, title, text)
+
+    def _confirm_model_code(self, model_id: str, text: str) -> None:
+        """Before a first run of a model whose config runs untrusted code: list it, ask, run only on "Yes"."""
+        box = QMessageBox(QMessageBox.Icon.Warning, "This model runs code", text,
+                          QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, self)
+        box.setDefaultButton(QMessageBox.StandardButton.No)
+        if box.exec() == QMessageBox.StandardButton.Yes:
+            self.session.trust_and_run(model_id)
+        else:
+            self.statusBar().showMessage(f"{model_id} not run: its code was not trusted", 15_000)
 
     def start_import(self, paths: list[Path] | None) -> None:
         """Import ``paths`` (or the demo study when None) on the worker pool."""

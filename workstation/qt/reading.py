@@ -5,6 +5,14 @@ and the side panels together so that the main window only lays them out. All of
 it runs on the GUI thread and never waits: loads and analyses report back through
 queued signals, and results for a series that is no longer open are kept for
 when it is reopened, never drawn over another series.
+
+Analyses are shared with the command line through the analysis store
+(``workstation.services.analysis_store``): every result of the worker is kept
+there, and a series opened without a result in memory is looked up there (on a
+pool thread, once its volume is loaded). A stored analysis that still matches the
+series and the model's version is shown as if just run, its report context
+included; one that does not is never shown, and the model runs only when asked
+(or for the demo's automatic run).
 """
 
 from __future__ import annotations
@@ -13,8 +21,9 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
+from inference.errors import WorkstationError
 from workstation.qt.browser import StudyBrowser
 from workstation.qt.panels import AnalysisBar, FindingsPanel, FindingTarget, NotesPanel
 from workstation.qt.series_loader import SeriesLoader
@@ -39,6 +48,30 @@ class OpenSeries:
     info: ViewerInfo
 
 
+class _LookupSignals(QObject):
+    found = Signal(int, object, object)  # series id, the volume looked up for, the stored result or None
+
+
+class _StoredLookup(QRunnable):
+    """Find the stored analysis of a loaded series (index, records, label map) off the GUI thread."""
+
+    def __init__(self, settings: Settings, series_id: int, volume: Any, prefer: str | None) -> None:
+        super().__init__()
+        self.settings, self.series_id, self.volume, self.prefer = settings, series_id, volume, prefer
+        self.signals = _LookupSignals()
+
+    def run(self) -> None:
+        from workstation.services.analysis_store import AnalysisStore, find_for_series
+
+        result: Any = None
+        try:
+            result = find_for_series(AnalysisStore.for_settings(self.settings), self.settings.db_path,
+                                     self.series_id, self.volume, self.settings.models_path, self.prefer)
+        except Exception:  # an unreadable store is no reason to lose the series: it can be analysed again
+            logger.warning("series %d: the analysis store could not be read", self.series_id, exc_info=True)
+        self.signals.found.emit(self.series_id, self.volume, result)
+
+
 class ReadingSession(QObject):
     """Opens series, streams them into the viewer, runs AI on them and shows the results."""
 
@@ -46,6 +79,9 @@ class ReadingSession(QObject):
     problem = Signal(str, str)  # title, text: something the user must see
     seriesOpened = Signal(int)  # noqa: N815 - Qt signal naming; the series is fully loaded
     resultShown = Signal(int)  # noqa: N815 - series id whose AI result is now on screen
+    analysisRefused = Signal(str, str)  # noqa: N815 - model id, why: the AI bar offers "Analyse anyway"
+    codeConfirmationNeeded = Signal(str, str)  # noqa: N815 - model id, question: its config runs untrusted code
+    analysisLookedUp = Signal(int, bool)  # noqa: N815 - series id, whether a stored analysis is now shown
 
     def __init__(self, settings: Settings, browser: StudyBrowser, viewer: MprViewer, findings: FindingsPanel,
                  notes: NotesPanel, bar: AnalysisBar, parent: QObject | None = None) -> None:
@@ -60,12 +96,16 @@ class ReadingSession(QObject):
         self._runs: dict[int, int] = {}  # worker generation -> series id
         self._results: dict[int, Any] = {}  # series id -> its latest AI result
         self._auto_model: str | None = None  # run on the series being opened once it has loaded (the demo)
+        self._lookups = QThreadPool(self)  # stored-analysis look-ups, one at a time
+        self._lookups.setMaxThreadCount(1)
+        self._pending: set[_LookupSignals] = set()  # kept alive until their answer arrives
         browser.seriesActivated.connect(self.open_series)
         self.loader.volumeReady.connect(self._volume_ready)
         self.loader.slicesLoaded.connect(self._slices_loaded)
         self.loader.finished.connect(self._load_finished)
         self.loader.failed.connect(self._load_failed)
         bar.runRequested.connect(self.run_ai)
+        bar.runAnywayRequested.connect(lambda model_id: self.run_ai(model_id, allow_interpolated=True))
         bar.cancelRequested.connect(self.worker.cancel)
         self.worker.finished.connect(self._ai_finished)
         self.worker.failed.connect(self._ai_failed)
@@ -103,7 +143,7 @@ class ReadingSession(QObject):
         from workstation.index import StudyIndex
 
         with StudyIndex(self.settings.db_path) as index:
-            rows = [r for r in index.series(study_id) if r.kind in ("volume", "multi-volume")]
+            rows = [r for r in index.series(study_id) if r.kind in ("volume", "multi_volume")]
         if not rows:
             self.problem.emit("Nothing to show", f"Study {study_id} holds no image volume.")
             return False
@@ -146,8 +186,39 @@ class ReadingSession(QObject):
         if previous is not None:
             self._show_result(previous)
         self.seriesOpened.emit(series_id)
+        if previous is not None:
+            self._auto_model = None
+            self.analysisLookedUp.emit(series_id, True)
+        else:
+            self._look_up_stored(series_id, volume)
+
+    def _look_up_stored(self, series_id: int, volume: Any) -> None:
+        """Ask the analysis store for this series' analysis (the AI bar's model first); ``_stored_found`` answers."""
+        task = _StoredLookup(self.settings, series_id, volume, self.bar.current_model_id())
+        self._pending.add(task.signals)
+        task.signals.found.connect(self._stored_found)
+        self._lookups.start(task)
+
+    def _stored_found(self, series_id: int, volume: Any, result: Any) -> None:
+        sender = self.sender()
+        self._pending = {s for s in self._pending if s is not sender}
+        if self.current is None or self.current.series_id != series_id or self._volume is not volume:
+            return  # another series (or another load of it) is on screen now
+        running = series_id in self._runs.values()
+        shown = result is not None and series_id not in self._results
+        if shown:
+            self._results[series_id] = result
+            if not running:
+                self.browser.set_ai_status(series_id, "done")
+            prov = result.provenance
+            self.message.emit(f"Showing the stored analysis of series {series_id}: {prov.model_id} "
+                              f"{prov.model_version}")
+            self._show_result(result)
+        elif series_id not in self._results and not running and self.browser.ai_status(series_id) == "done":
+            self.browser.set_ai_status(series_id, "none")  # its record no longer matches: nothing stale is shown
+        self.analysisLookedUp.emit(series_id, series_id in self._results)
         model, self._auto_model = self._auto_model, None
-        if model is not None and previous is None:
+        if model is not None and series_id not in self._results and not running:
             self.run_ai(model)
 
     def _load_failed(self, series_id: int, text: str) -> None:
@@ -157,24 +228,78 @@ class ReadingSession(QObject):
         self.problem.emit("Series could not be opened", text)
 
     # --- AI -------------------------------------------------------------------------
-    def run_ai(self, model_id: str) -> int | None:
-        """Send the open volume to the worker (an immutable request); the generation number, or None."""
+    def run_ai(self, model_id: str, *, allow_interpolated: bool = False) -> int | None:
+        """Send the open volume to the worker (an immutable request); the generation number, or None.
+
+        A volume with more than the settings' share of interpolated slices is
+        refused (``analysisRefused``; the AI bar offers "Analyse anyway", which
+        calls back with ``allow_interpolated``); the worker applies the same rule.
+        """
         from inference.contract import AnalysisRequest
+        from workstation.services.interpolation import InterpolationPolicy, interpolation_problem
 
         if self.current is None or self._volume is None:
             self.message.emit("Open a series and wait for it to load before running AI")
             return None
+        if self._needs_code_confirmation(model_id):
+            return None
         request = AnalysisRequest(self._volume, model_id, self.settings.device, {})
         series_id = self.current.series_id
+        label = f"Series {series_id} ({self.current.description or self.current.modality})"
+        policy = InterpolationPolicy(self.settings.max_interpolated_share, allow_interpolated, hint="")
+        problem = interpolation_problem(self._volume, label, policy.max_share)
+        if problem is not None and not allow_interpolated:
+            text = problem.refusal()
+            self.message.emit(text)
+            self.bar.show_refused(model_id, text)
+            self.analysisRefused.emit(model_id, text)
+            return None
         for gen, sid in list(self._runs.items()):  # the worker cancels the run this one supersedes
             self.browser.set_ai_status(sid, "none" if sid not in self._results else "done")
             del self._runs[gen]
-        generation = self.worker.submit(request, series_id)
+        generation = self.worker.submit(request, series_id, policy=policy, label=label,
+                                        keep=self._store_sink(series_id, label))
         self._runs[generation] = series_id
         self.browser.set_ai_status(series_id, "running")
         self.bar.show_running()
         self.message.emit(f"Running {model_id} on series {series_id}…")
         return generation
+
+    def _store_sink(self, series_id: int, label: str) -> Any:
+        """Where the worker keeps this run's result: the analysis store, shared with the command line."""
+        from workstation.services.analysis_store import AnalysisStore, IndexedSeriesSink
+
+        return IndexedSeriesSink(AnalysisStore.for_settings(self.settings), self.settings.db_path, series_id, label)
+
+    def _needs_code_confirmation(self, model_id: str) -> bool:
+        """True (and ``codeConfirmationNeeded`` emitted) if the model's config runs code the user has not trusted.
+
+        The decision is the services' (``code_review``, reading JSON only); the
+        window asks, and ``trust_and_run`` records a "yes". The worker refuses
+        such a model anyway, so nothing runs unannounced.
+        """
+        from workstation.services.models import code_review, confirmation_text
+
+        try:
+            review = code_review(model_id, self.settings.models_path)
+        except WorkstationError:
+            return False  # an unknown or broken model: the run reports why
+        if review is None:
+            return False
+        self.message.emit(f"{model_id} runs code from its configuration: confirm to run it")
+        self.codeConfirmationNeeded.emit(model_id, confirmation_text(model_id, review))
+        return True
+
+    def trust_and_run(self, model_id: str) -> int | None:
+        """The user confirmed the model's code: record the trust, then run it."""
+        from workstation.services.models import trust_bundle
+
+        try:
+            trust_bundle(model_id, self.settings.models_path)
+        except (WorkstationError, OSError) as exc:
+            self.problem.emit("The model could not be trusted", str(exc))
+            return None
+        return self.run_ai(model_id)
 
     def _ai_finished(self, generation: int, result: Any) -> None:
         series_id = self._runs.pop(generation, None)
@@ -221,3 +346,4 @@ class ReadingSession(QObject):
         self.notes.flush()
         self.worker.shutdown(5000)
         self.loader.shutdown()
+        self._lookups.waitForDone(5000)

@@ -14,6 +14,8 @@ Threading design
   is never emitted.
 * Progress is not sent as one event per report: the thread overwrites a
   ``ProgressMailbox`` and a GUI timer reads it 20 times a second at most.
+* A finished result is handed to its job's sink (the analysis store) on the
+  thread, after the outcome signal: the overlay never waits for the disk.
 * Nothing on the GUI thread waits for the worker, except ``shutdown`` (on quit):
   it cancels the running job, tells the thread to stop and joins it.
 """
@@ -30,7 +32,17 @@ from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, QTimer, Signa
 
 from inference.contract import AnalysisRequest
 from inference.engine import Engine
-from workstation.services.jobs import Job, Outcome, ProgressMailbox, describe_device, run_job, warm_up
+from workstation.services.interpolation import InterpolationPolicy
+from workstation.services.jobs import (
+    Job,
+    Outcome,
+    ProgressMailbox,
+    ResultSink,
+    describe_device,
+    keep_result,
+    run_job,
+    warm_up,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +94,7 @@ class _InferenceThread(QThread):
                 outcome = Outcome("failed", job.generation,
                                   message=f"The analysis engine could not start ({type(exc).__name__}: {exc}).")
             self.outcome.emit(outcome)
+            keep_result(job, outcome)  # after the GUI has it: writing the result never delays the overlay
         logger.debug("inference thread stopped")
 
 
@@ -128,13 +141,20 @@ class AnalysisWorker(QObject):
         if not self._thread.isRunning() and not self._thread.isFinished():
             self._thread.start(QThread.Priority.LowPriority)
 
-    def submit(self, request: AnalysisRequest, series_id: int) -> int:
-        """Queue ``request`` (cancelling any earlier one) and return its generation number."""
+    def submit(self, request: AnalysisRequest, series_id: int, *, policy: InterpolationPolicy | None = None,
+               label: str = "", keep: ResultSink | None = None) -> int:
+        """Queue ``request`` (cancelling any earlier one) and return its generation number.
+
+        ``policy`` is the interpolation rule the run obeys (default: refuse over
+        10 % interpolated slices); ``label`` names the series in its messages;
+        ``keep`` receives the result on the worker thread (the analysis store).
+        """
         self.start()
         if self._active is not None:
             self._active.token.cancel()
         self._generation += 1
-        job = Job(self._generation, request, series_id)
+        job = Job(self._generation, request, series_id, policy=policy or InterpolationPolicy(hint=""), label=label,
+                  keep=keep)
         self._active = job
         self._series_id = series_id
         self._thread.jobs.put(job)

@@ -6,8 +6,11 @@ writes a temporary file in the same folder, flushes it to disk and renames it
 over the old file with ``os.replace``: a crash or ``kill -9`` at any moment
 leaves either the previous complete file or the new one, never a torn one.
 
-The store does no debouncing: the editor decides when to call ``save``. On the
-next start ``drafts()`` lists what is still there (the GUI offers it back);
+The store does no debouncing: the editor decides when to call ``save``, with
+``SaveSchedule`` (Qt-free): a save follows a pause in the edits (the debounce),
+and continuous editing is still saved at least every ``AUTOSAVE_MAX_WAIT_S``
+seconds, so a radiologist who types without pausing never has more than that
+to lose. On the next start ``drafts()`` lists what is still there (the GUI offers it back);
 ``discard`` removes a study's file once its signed report has been exported,
 so a signed report is never lost between sign-off and export.
 """
@@ -27,6 +30,8 @@ from workstation.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 
+AUTOSAVE_DEBOUNCE_S = 1.0
+AUTOSAVE_MAX_WAIT_S = 10.0
 FOLDER_NAME = "report_drafts"
 SUFFIX = ".json"
 TEMP_PREFIX = ".tmp-"
@@ -44,6 +49,31 @@ class DraftInfo:
     signed: bool
     sentences: int
     worked_on: bool = False  # a person accepted, edited, typed, overrode or signed (``ReportDocument.worked_on``)
+
+
+@dataclass
+class SaveSchedule:
+    """When to autosave: ``debounce_s`` after the last change, and never later than ``max_wait_s`` after
+    the first change not yet saved (a debounce alone is postponed forever by continuous edits).
+
+    ``changed(now)`` returns the delay until the save (restart the timer with
+    it); ``saved()`` after each save starts a new window. Times are monotonic seconds.
+    """
+
+    debounce_s: float = AUTOSAVE_DEBOUNCE_S
+    max_wait_s: float = AUTOSAVE_MAX_WAIT_S
+    first_unsaved: float | None = None
+
+    def changed(self, now: float) -> float:
+        """A change at ``now``: seconds from ``now`` until the document should be saved."""
+        if self.first_unsaved is None:
+            self.first_unsaved = now
+        deadline = self.first_unsaved + self.max_wait_s
+        return max(0.0, min(self.debounce_s, deadline - now))
+
+    def saved(self) -> None:
+        """The document was saved (or there is nothing to save): the next change opens a new window."""
+        self.first_unsaved = None
 
 
 def _file_name(study_key: str) -> str:

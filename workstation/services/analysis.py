@@ -1,6 +1,7 @@
 """Run an analysis on a series and write its outputs (label map, findings, key-slice montage).
 
-Shared by ``workstation analyze`` and, later, the window's worker thread. The
+Shared by ``workstation analyze``, ``workstation report`` and the analysis store
+(``workstation.services.analysis_store``, which the window's results go to). The
 label map is written on the source grid (NIfTI, dcm2niix layout) so it overlays
 the series and any converter's output without resampling.
 """
@@ -16,8 +17,10 @@ from typing import Any
 from inference.cancel import CancelToken
 from inference.contract import AnalysisRequest, AnalysisResult, ProgressCallback, no_progress
 from inference.engine import Engine
+from workstation.dicomio.interpolation import INTERPOLATION_KEY
 from workstation.dicomio.nifti import write_nifti
-from workstation.imaging import write_montage
+from workstation.key_images import write_montage
+from workstation.services.interpolation import InterpolationPolicy, run_checked
 from workstation.services.studies import SeriesSource, load_series_volumes
 from workstation.settings import Settings
 
@@ -40,13 +43,19 @@ class AnalysisOutputs:
 
 def analyze_source(source: SeriesSource, engine: Engine, *, model_id: str, device: str = "auto",
                    options: dict[str, Any] | None = None, progress: ProgressCallback = no_progress,
-                   cancel: CancelToken | None = None) -> AnalysisResult:
-    """Load the series (first volume of a multi-volume series) and run the model on it."""
+                   cancel: CancelToken | None = None, policy: InterpolationPolicy | None = None) -> AnalysisResult:
+    """Load the series (first volume of a multi-volume series) and run the model on it.
+
+    ``policy`` is the interpolation rule (default: refuse over 10 % interpolated
+    slices): ``InterpolatedSeriesError`` when refused, the override recorded in
+    the result when allowed.
+    """
     progress(0.0, "loading series")
     loaded = load_series_volumes(source)
     volume = loaded.volumes[0]
     request = AnalysisRequest(volume, model_id, device, options or {})
-    result = engine.run(request, progress, cancel)
+    result = run_checked(engine, request, label=source.label, policy=policy or InterpolationPolicy(),
+                         progress=progress, cancel=cancel)
     if len(loaded.volumes) > 1:
         result.provenance.notes.append(
             f"series holds {len(loaded.volumes)} volumes (time points/echoes); analysed the first")
@@ -55,6 +64,17 @@ def analyze_source(source: SeriesSource, engine: Engine, *, model_id: str, devic
 
 def write_outputs(result: AnalysisResult, out_dir: Path, source_label: str = "") -> AnalysisOutputs:
     """Write ``labels.nii.gz``, ``findings.json`` and ``montage.png`` into ``out_dir``."""
+    labels, findings = write_analysis_files(result, out_dir, source_label)
+    montage = write_montage(result, out_dir / "montage.png")
+    return AnalysisOutputs(labels, findings, montage)
+
+
+def write_analysis_files(result: AnalysisResult, out_dir: Path, source_label: str = "") -> tuple[Path, Path]:
+    """Write ``labels.nii.gz`` and ``findings.json`` (what an analysis record covers) into ``out_dir``.
+
+    The analysis store keeps these two only: the montage is a picture for the
+    command line's output folder, not something the window reads back.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     labels = write_nifti(result.labelmap_volume(), out_dir / "labels.nii.gz")
     volume = result.request.volume
@@ -62,13 +82,13 @@ def write_outputs(result: AnalysisResult, out_dir: Path, source_label: str = "")
         "status": "AI draft: not verified by a radiologist",
         "series": source_label,
         "volume": {"shape": list(volume.shape), "spacing_mm": [round(s, 4) for s in volume.spacing],
-                   "modality": volume.modality, "units": volume.units, "notes": list(volume.notes)},
+                   "modality": volume.modality, "units": volume.units, "notes": list(volume.notes),
+                   "interpolation": volume.metadata.get(INTERPOLATION_KEY)},
         **result.to_dict(),
     }
     findings = out_dir / "findings.json"
     findings.write_text(json.dumps(data, indent=2, default=_json_default), encoding="utf-8")
-    montage = write_montage(result, out_dir / "montage.png")
-    return AnalysisOutputs(labels, findings, montage)
+    return labels, findings
 
 
 def _json_default(value: Any) -> Any:

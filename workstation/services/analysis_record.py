@@ -15,9 +15,10 @@ folder. An analysis is reused only when the folder holds ``labels.nii.gz`` and
 - the same grid: the label map's NIfTI shape and affine equal the series'
   volume as loaded now.
 
-Outputs of a plain ``workstation analyze`` have no record (it writes none yet)
-and are analysed again rather than trusted on their file names alone. Nothing
-here logs patient data: keys and digests only.
+The same record guards the analysis store (``workstation.services.analysis_store``),
+where every analysis (command line and window) is kept per series and model;
+outputs without a record are analysed again rather than trusted on their file
+names alone. Nothing here logs patient data: keys and digests only.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ logger = logging.getLogger(__name__)
 RECORD_FILE = "analysis_source.json"
 LABELS_FILE = "labels.nii.gz"
 FINDINGS_FILE = "findings.json"
-RECORD_VERSION = 1
+RECORD_VERSION = 2  # 2: lesions name their source image (series_number, instance_number)
 AFFINE_TOL_MM = 1e-3
 
 
@@ -74,8 +75,11 @@ def record_analysis(out_dir: Path, source: SeriesSource, result: AnalysisResult)
 
 
 def load_recorded_analysis(out_dir: Path, source: SeriesSource, model_id: str, model_version: str,
-                           volume: Volume) -> AnalysisResult | None:
-    """The analysis recorded in ``out_dir`` if it is of this series, model and grid (see the module docstring)."""
+                           volume: Volume, *, where: str = "the output folder") -> AnalysisResult | None:
+    """The analysis recorded in ``out_dir`` if it is of this series, model and grid (see the module docstring).
+
+    ``where`` names the folder in the note the reused result carries ("the output folder", "the analysis store").
+    """
     why = _mismatch(out_dir, source, model_id, model_version)
     if why:
         logger.info("analysis in %s not reused: %s", out_dir, why)
@@ -92,7 +96,7 @@ def load_recorded_analysis(out_dir: Path, source: SeriesSource, model_id: str, m
     if labelmap is None:
         logger.info("analysis in %s not reused: label map grid differs from the series", out_dir)
         return None
-    prov.notes.append(f"analysis reused from {FINDINGS_FILE} in the output folder (same series, model and grid)")
+    prov.notes.append(f"analysis reused from {FINDINGS_FILE} in {where} (same series, model and grid)")
     request = AnalysisRequest(volume, model_id, prov.device)
     return AnalysisResult(request, labelmap, table, findings, prov)
 

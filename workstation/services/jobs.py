@@ -13,17 +13,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
 from inference.cancel import CancelledError, CancelToken
 from inference.contract import AnalysisRequest, AnalysisResult, DeviceChoice
 from inference.engine import Engine
-from inference.errors import GeometryError, ModelError, NotAVolumeError, WorkstationError
+from inference.errors import GeometryError, InterpolatedSeriesError, ModelError, NotAVolumeError, WorkstationError
+from workstation.services.interpolation import InterpolationPolicy, run_checked
 
 logger = logging.getLogger(__name__)
 
 OutcomeKind = Literal["finished", "failed", "cancelled"]
+ResultSink = Callable[[AnalysisResult], object]
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,9 @@ class Job:
     request: AnalysisRequest
     series_id: int
     token: CancelToken = field(default_factory=CancelToken, compare=False)
+    policy: InterpolationPolicy = field(default_factory=lambda: InterpolationPolicy(hint=""))
+    label: str = ""
+    keep: ResultSink | None = field(default=None, compare=False)  # e.g. the analysis store; see ``keep_result``
 
 
 @dataclass(frozen=True)
@@ -128,6 +134,8 @@ def failure_message(exc: BaseException, model_id: str) -> str:
         if "out of memory" in text.lower():
             return f"Out of memory: {text}. Close other programs or analyse on the CPU."
         return f"Model problem: {text}"
+    if isinstance(exc, InterpolatedSeriesError):
+        return str(exc)
     if isinstance(exc, GeometryError):
         return f"Geometry problem: {exc}"
     if isinstance(exc, NotAVolumeError):
@@ -145,6 +153,9 @@ def failure_message(exc: BaseException, model_id: str) -> str:
 def run_job(engine: Engine, job: Job, mailbox: ProgressMailbox) -> Outcome:
     """Run ``job`` on ``engine`` (on the calling thread) and classify how it ended.
 
+    The interpolation rule applies (``job.policy``): a mostly interpolated
+    volume fails with the refusal's message unless the policy allows it.
+
     A job cancelled before it starts is not run. A run whose token was set while
     it was finishing counts as cancelled: after ``cancel`` the user never gets a
     result. Unexpected exceptions are logged with their traceback. Nothing about
@@ -157,7 +168,8 @@ def run_job(engine: Engine, job: Job, mailbox: ProgressMailbox) -> Outcome:
     t0 = time.perf_counter()
     logger.info("analysis %d: %s on a %s grid", gen, model_id, "x".join(map(str, job.request.volume.shape)))
     try:
-        result = engine.run(job.request, lambda f, s: mailbox.put(gen, f, s), job.token)
+        result = run_checked(engine, job.request, label=job.label or f"series {job.series_id}", policy=job.policy,
+                             progress=lambda f, s: mailbox.put(gen, f, s), cancel=job.token)
         job.token.raise_if_cancelled()  # cancelled while finishing: the user asked for no result
     except CancelledError:
         logger.info("analysis %d cancelled after %.2f s", gen, time.perf_counter() - t0)
@@ -170,3 +182,20 @@ def run_job(engine: Engine, job: Job, mailbox: ProgressMailbox) -> Outcome:
         return Outcome("failed", gen, message=failure_message(exc, model_id))
     logger.info("analysis %d finished in %.2f s", gen, time.perf_counter() - t0)
     return Outcome("finished", gen, result=result)
+
+
+def keep_result(job: Job, outcome: Outcome) -> bool:
+    """Hand a finished job's result to its sink (``job.keep``: the analysis store); True if it was kept.
+
+    Called on the worker thread once the result has gone to the GUI, so
+    writing it never delays what the reader sees. A sink that fails is logged
+    and reported as False, never raised: the result on screen stays valid.
+    """
+    if job.keep is None or outcome.kind != "finished" or outcome.result is None:
+        return False
+    try:
+        job.keep(outcome.result)
+    except Exception:  # a full disk or a vanished index must not kill the worker thread
+        logger.warning("analysis %d: the result could not be kept", job.generation, exc_info=True)
+        return False
+    return True

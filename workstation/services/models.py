@@ -9,8 +9,15 @@ staging folder inside the models folder and renames it into place, so a
 half-installed bundle is never visible. The zip's SHA-256 and the install time
 go to ``<models_dir>/<name>/.install.json``.
 
-Remember that a bundle's config can run Python when the bundle is used: install
-bundles from sources you trust (the SHA-256 lets you compare with the publisher's).
+A bundle's config can run Python when the bundle is used, so installing audits
+it (``inference.bundles.config_audit``): every expression, import and
+``_target_`` is listed, and a config that would run code outside the allow-list
+(MONAI, torch, numpy, scipy.ndimage) is refused unless the user passes
+``trust_code`` (``--trust-code``). Trust is recorded beside the bundles
+(``inference.bundles.trust``, bound to the config's SHA-256), in the install
+record, and in the audit trail; the engine checks it again before every load,
+so a bundle copied into the folder by hand cannot skip the check. The window
+asks the same question before a first run (``code_review``/``trust_bundle``).
 """
 
 from __future__ import annotations
@@ -28,8 +35,11 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from inference.bundles import ID_PREFIX, discover_bundles
+from inference.bundles.config_audit import ConfigAudit, UntrustedCodeError, audit_config, refusal_message
 from inference.bundles.layout import CONFIG_NAMES, WEIGHT_NAMES, read_config_text
+from inference.bundles.trust import TrustRecord, forget_trust, record_trust
 from inference.errors import ModelError
+from workstation import audit
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +83,9 @@ def list_models(models_dir: Path | None, include_builtin: bool = True) -> list[d
 
     Each row: id, title, version, modalities, labels (names), path, sha256 and
     installed_at (from the install record; None for a bundle copied in by hand),
-    problem (why an unusable bundle cannot run, else None), source.
+    problem (why an unusable bundle cannot run, else None), source, and
+    code: "allowed" (its config stays in the allow-list), "trusted" (it does
+    not, and the user trusted it) or "needs trust" (it will be refused).
     """
     out = _builtin_rows() if include_builtin else []
     if models_dir is None or not models_dir.is_dir():
@@ -81,10 +93,17 @@ def list_models(models_dir: Path | None, include_builtin: bool = True) -> list[d
     for model in discover_bundles(models_dir):
         record = _install_record(model.path)
         labels = [] if model.problem else [lab.name for lab in model.labels]
+        code: str | None = None
+        if not model.problem:
+            try:
+                code = "allowed" if model.code_audit().passed else (
+                    "trusted" if model.trust() is not None else "needs trust")
+            except ModelError as exc:
+                code = f"unreadable config: {exc}"
         out.append({"id": model.id, "title": model.info.title, "version": model.version,
                     "modalities": list(model.modalities), "labels": labels, "path": str(model.path),
                     "sha256": record.get("sha256"), "installed_at": record.get("installed_at"),
-                    "problem": model.problem, "source": "bundle"})
+                    "problem": model.problem, "source": "bundle", "code": code})
     return out
 
 
@@ -98,8 +117,8 @@ def _safe_member(name: str) -> PurePosixPath:
     return path
 
 
-def _check_zip(zf: zipfile.ZipFile, zip_path: Path) -> tuple[str, str, dict[str, Any]]:
-    """Validate the archive; returns (bundle name, prefix of the bundle inside the zip, metadata)."""
+def _check_zip(zf: zipfile.ZipFile, zip_path: Path) -> tuple[str, str, dict[str, Any], dict[str, Any]]:
+    """Validate the archive; returns (bundle name, prefix of the bundle inside the zip, metadata, config)."""
     infos = zf.infolist()
     total = 0
     files: dict[str, zipfile.ZipInfo] = {}
@@ -140,10 +159,10 @@ def _check_zip(zf: zipfile.ZipFile, zip_path: Path) -> tuple[str, str, dict[str,
     except (ValueError, UnicodeDecodeError) as exc:
         raise ModelError(f"{zip_path.name}: configs/metadata.json is unreadable: {exc}") from exc
     try:
-        read_config_text(configs[0], zf.read(files[configs[0]]).decode("utf-8"))
+        config = read_config_text(configs[0], zf.read(files[configs[0]]).decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise ModelError(f"{zip_path.name}: {exc}") from exc
-    return name, prefix, metadata
+    return name, prefix, metadata, config
 
 
 def _extract(zf: zipfile.ZipFile, prefix: str, staging: Path) -> None:
@@ -161,16 +180,32 @@ def _extract(zf: zipfile.ZipFile, prefix: str, staging: Path) -> None:
             shutil.copyfileobj(src, dst, 1 << 20)
 
 
-def install_bundle(zip_path: Path, models_dir: Path, replace: bool = False) -> dict[str, Any]:
-    """Install a Model Zoo bundle zip as ``models_dir/<name>``; returns its ``list_models`` entry."""
+def install_bundle(zip_path: Path, models_dir: Path, replace: bool = False, *,
+                   trust_code: bool = False) -> dict[str, Any]:
+    """Install a Model Zoo bundle zip as ``models_dir/<name>``; returns its ``list_models`` entry.
+
+    The entry also holds ``code_audit`` (every code item of the config with its
+    verdict) and ``trusted_code``. ``UntrustedCodeError`` (nothing written) if
+    the config runs code outside the allow-list and ``trust_code`` is false.
+    """
     if not zip_path.is_file():
-        raise ModelError(f"no such file: {zip_path}")
+        from workstation.dicomio.sources import path_problem
+
+        reason = "a folder, not a zip file" if zip_path.is_dir() else path_problem(zip_path)
+        raise ModelError(f"{zip_path}: {reason}")
     try:
         zf = zipfile.ZipFile(zip_path)
     except (zipfile.BadZipFile, OSError) as exc:
         raise ModelError(f"{zip_path.name} is not a readable zip file: {exc}") from exc
     with zf:
-        name, prefix, metadata = _check_zip(zf, zip_path)
+        name, prefix, metadata, config = _check_zip(zf, zip_path)
+        review = audit_config(config)
+        if not review.passed and not trust_code:
+            hint = (f"Nothing was installed. Install it only if you trust its publisher: "
+                    f"workstation models install {zip_path.name} --trust-code")
+            audit.record("model.installed", outcome="refused", model_id=ID_PREFIX + name, zip=zip_path.name,
+                         refused=[i.text for i in review.refused])
+            raise UntrustedCodeError(refusal_message(name, review, hint), review)
         target = models_dir / name
         if (target.exists() or target.is_symlink()) and not replace:
             raise ModelError(f"bundle '{name}' is already installed in {models_dir} (use replace to overwrite)")
@@ -181,7 +216,8 @@ def install_bundle(zip_path: Path, models_dir: Path, replace: bool = False) -> d
             _extract(zf, prefix, staging)
             record = {"name": name, "sha256": _sha256(zip_path), "source": zip_path.name,
                       "installed_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                      "title": metadata.get("name"), "version": metadata.get("version")}
+                      "title": metadata.get("name"), "version": metadata.get("version"),
+                      "trust_code": trust_code, "code_passed_audit": review.passed}
             (staging / INSTALL_RECORD).write_text(json.dumps(record, indent=2), encoding="utf-8")
             if target.exists() or target.is_symlink():
                 old = models_dir / f".removing-{name}-{staging.name[-8:]}"
@@ -192,11 +228,70 @@ def install_bundle(zip_path: Path, models_dir: Path, replace: bool = False) -> d
             raise
     if old is not None:
         _delete(old)
+    trust = _set_trust(models_dir, name, trust_code, "models install --trust-code")
     logger.info("installed bundle '%s' from %s (sha256 %s)", name, zip_path, record["sha256"])
+    audit.record("model.installed", model_id=ID_PREFIX + name, zip=zip_path.name, sha256=record["sha256"],
+                 trusted_code=trust is not None, code_passed_audit=review.passed,
+                 refused=[i.text for i in review.refused])
     entry = next((m for m in list_models(models_dir, include_builtin=False) if m["id"] == ID_PREFIX + name), None)
     if entry is None:  # pragma: no cover - the folder was just renamed into place
         raise ModelError(f"bundle '{name}' was installed but cannot be listed")
-    return entry
+    return {**entry, "code_audit": review.to_dict(), "trusted_code": trust is not None}
+
+
+def _set_trust(models_dir: Path, name: str, trusted: bool, how: str) -> TrustRecord | None:
+    """Record (or, reinstalled without it, forget) the user's trust in bundle ``name``'s config."""
+    if not trusted:
+        forget_trust(models_dir, name)
+        return None
+    model = next((m for m in discover_bundles(models_dir) if m.name == name), None)
+    if model is None or model.info.config_path is None:
+        raise ModelError(f"bundle '{name}' has no config to trust")
+    return record_trust(models_dir, name, model.info.config_path, user=audit.os_user(), how=how)
+
+
+def _bundle(model_id: str, models_dir: Path) -> Any:
+    name = model_id[len(ID_PREFIX):] if model_id.startswith(ID_PREFIX) else model_id
+    model = next((m for m in discover_bundles(models_dir) if m.name == name), None) if models_dir.is_dir() else None
+    if model is None:
+        raise ModelError(f"no bundle '{model_id}' in {models_dir}")
+    return model
+
+
+def code_review(model_id: str, models_dir: Path | None) -> ConfigAudit | None:
+    """The audit of a bundle the user must confirm before it runs (outside the allow-list, not trusted), else None.
+
+    Built-in models and bundles whose config passes (or was trusted) need no
+    confirmation. Reads JSON only: safe on the GUI thread.
+    """
+    if not model_id.startswith(ID_PREFIX) or models_dir is None:
+        return None
+    model = _bundle(model_id, models_dir)
+    if model.problem:
+        return None  # the run will fail with the problem; nothing to confirm
+    review: ConfigAudit = model.code_audit()
+    return None if review.passed or model.trust() is not None else review
+
+
+def confirmation_text(model_id: str, review: ConfigAudit) -> str:
+    """The question the window asks before a first run of a bundle whose config needs trust."""
+    listed = "\n".join(f"  {i.where}: {i.text if len(i.text) <= 200 else i.text[:197] + '...'}\n"
+                       f"      ({i.reason})" for i in review.refused)
+    return (f"The model {model_id} comes with a configuration that runs Python code outside the allow-list "
+            f"(MONAI, torch, numpy, scipy.ndimage):\n\n{listed}\n\nThis code runs with your rights on this "
+            "computer and can read, change or send your files. Run it only if you trust the publisher of this "
+            "model. Your decision is recorded.\n\nRun this code?")
+
+
+def trust_bundle(model_id: str, models_dir: Path, how: str = "confirmed in the window") -> TrustRecord:
+    """Record that the user trusts this bundle's current config (after seeing ``code_review``)."""
+    model = _bundle(model_id, models_dir)
+    if model.info.config_path is None:
+        raise ModelError(f"bundle '{model_id}' has no config to trust")
+    trust = record_trust(models_dir, model.name, model.info.config_path, user=audit.os_user(), how=how)
+    review = model.code_audit()
+    audit.record("model.trusted", model_id=model.id, how=how, refused=[i.text for i in review.refused])
+    return trust
 
 
 def _delete(path: Path) -> None:
@@ -221,5 +316,7 @@ def remove_bundle(model_id: str, models_dir: Path) -> Path:
         _delete(hidden)
     target.rename(hidden)  # disappears from listings at once, even if the delete below is slow
     _delete(hidden)
+    forget_trust(models_dir, name)
     logger.info("removed bundle '%s' from %s", name, models_dir)
+    audit.record("model.removed", model_id=ID_PREFIX + name)
     return target

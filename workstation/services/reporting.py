@@ -6,8 +6,10 @@ run; the GUI uses the pieces (``report_inputs``, ``draft_report``,
 
 1. resolve the study or series as ``analyze`` does, and check the language
    model folder first, so a bad ``--llm`` fails before minutes of analysis;
-2. analyse, or reuse the analysis recorded in the output folder
+2. analyse, or reuse the analysis kept in the analysis store (shared with the
+   window), else the one recorded in the output folder
    (``workstation.services.analysis_record``: same series, model, files, grid);
+   the output folder and the store both hold it afterwards;
 3. gather the drafter's inputs: the study's notes from the index, with the
    patient's own name, ID and birth date removed from them (on top of the
    drafting package's generic scrub), technique facts from the volume, and
@@ -56,14 +58,11 @@ from workstation.export.deid import Deidentifier
 from workstation.export.files import safe_target, write_atomic
 from workstation.index.db import StudyIndex
 from workstation.report import AutosaveStore, DraftSource, Provenance, ReportDocument, ReportError
-from workstation.services.analysis import make_engine, write_outputs
-from workstation.services.analysis_record import (
-    FINDINGS_FILE,
-    LABELS_FILE,
-    RECORD_FILE,
-    load_recorded_analysis,
-    record_analysis,
-)
+from workstation.services import audit_trail
+from workstation.services.analysis import make_engine
+from workstation.services.analysis_record import FINDINGS_FILE, LABELS_FILE, RECORD_FILE
+from workstation.services.analysis_store import AnalysisStore, find_reusable, keep_everywhere
+from workstation.services.interpolation import InterpolationPolicy, check_interpolation, record_override, run_checked
 from workstation.services.studies import load_series_volumes, resolve_for_analysis
 from workstation.settings import Settings
 
@@ -92,6 +91,7 @@ class ReportRunResult:
     files: dict[str, Path] = field(default_factory=dict)
     validation: dict[str, ValidationResult] = field(default_factory=dict)
     reused_analysis: bool = False
+    reused_from: str = ""  # "the analysis store" or "the output folder" when reused
     autosave: Path | None = None
     deidentified: bool = False
     notes: list[str] = field(default_factory=list)
@@ -114,7 +114,7 @@ class ReportRunResult:
             "grounding": {"ok": self.grounding.ok, "sentences": len(self.grounding.sentences),
                           "flagged": [{"section": c.section, "text": c.text, "reasons": list(c.reasons)}
                                       for c in self.flagged]},
-            "reused_analysis": self.reused_analysis,
+            "reused_analysis": self.reused_analysis, "reused_from": self.reused_from,
             "files": {k: str(v) for k, v in self.files.items()},
             "validation": {k: {"available": v.available, "errors": list(v.errors), "warnings": len(v.warnings)}
                            for k, v in self.validation.items()},
@@ -246,6 +246,8 @@ def build_document(study_key: str, draft: ReportDraft, grounding: GroundingRepor
         if sentence.text != check.text.strip():
             raise ReportError(f"grounding check and document disagree on sentence {check.index} of {check.section}")
         doc.apply_grounding(sentence.id, check.reasons, [link.key for link in check.links])
+    audit_trail.report_drafted(study_key, str(draft.metadata.get("drafter") or "unknown"), model_id=prov.model_id,
+                               sentences=len(grounding.sentences), flagged=len(grounding.flagged))
     return doc
 
 
@@ -288,7 +290,8 @@ def run_report(settings: Settings, target: str, out_dir: Path, *, llm_dir: Path 
                model_id: str = BUILTIN_CT, device: str = "auto", reuse: bool = True,
                progress: ProgressCallback = no_progress, cancel: CancelToken | None = None,
                on_token: TokenCallback | None = None, export_formats: Iterable[str] = DEFAULT_FORMATS,
-               deidentify: bool = False, max_new_tokens: int | None = None) -> ReportRunResult:
+               deidentify: bool = False, max_new_tokens: int | None = None,
+               allow_interpolated: bool = False) -> ReportRunResult:
     """Analyse (or reuse), draft, check and export the report of a study or series into ``out_dir``.
 
     ``target`` is what ``analyze`` takes (``study:ID``, a UID, a series id, a
@@ -296,6 +299,9 @@ def run_report(settings: Settings, target: str, out_dir: Path, *, llm_dir: Path 
     neither, the template drafter writes. ``report.txt`` and ``report.json``
     are always written; ``export_formats`` picks among SEG, SRs, PDF and NIfTI.
     Errors are ``WorkstationError``s naming what failed; a cancel raises ``CancelledError``.
+    A series with more than ``settings.max_interpolated_share`` of its slices
+    interpolated is refused (``InterpolatedSeriesError``) unless ``allow_interpolated``;
+    the override is then a caution of the findings, quoted by the draft.
     """
     cancel = cancel or CancelToken()
     out = Path(out_dir).expanduser().absolute()
@@ -313,15 +319,20 @@ def run_report(settings: Settings, target: str, out_dir: Path, *, llm_dir: Path 
     volume = loaded.volumes[0]
     if len(loaded.volumes) > 1:
         notes.append(f"series holds {len(loaded.volumes)} volumes (time points/echoes); analysed the first")
-    result = load_recorded_analysis(out, source, model.id, model.version, volume) if reuse else None
+    policy = InterpolationPolicy(settings.max_interpolated_share, allow_interpolated)
+    overridden = check_interpolation(volume, source.label, policy)  # refused here, before any reuse or run
+    store = AnalysisStore.for_settings(settings)  # shared with the window: the first place to look
+    result, found_in = find_reusable(store, out, source, model.id, model.version, volume) if reuse else (None, "")
     reused = result is not None
+    if result is not None and overridden is not None:
+        record_override(result, overridden)
     if result is None:
-        result = engine.run(AnalysisRequest(volume, model_id, device), _scaled(progress, 0.02, _ANALYSIS_END), cancel)
-        out.mkdir(parents=True, exist_ok=True)
-        write_outputs(result, out, f"series #{source.headers[0].series_number}" if deidentify else source.label)
-        record_analysis(out, source, result)
+        result = run_checked(engine, AnalysisRequest(volume, model_id, device), label=source.label, policy=policy,
+                             progress=_scaled(progress, 0.02, _ANALYSIS_END), cancel=cancel)
     else:
-        progress(_ANALYSIS_END, "reusing the analysis in the output folder")
+        progress(_ANALYSIS_END, f"reusing the analysis in {found_in}")
+    notes += keep_everywhere(store, out, source, result, found_in=found_in,
+                             label=f"series #{source.headers[0].series_number}" if deidentify else source.label)
     cancel.raise_if_cancelled()
     with StudyIndex(settings.db_path) as index:
         inputs = report_inputs(index, study_id, result, volume, headers=source.headers)
@@ -335,10 +346,16 @@ def run_report(settings: Settings, target: str, out_dir: Path, *, llm_dir: Path 
     autosave = _autosave(doc, settings, notes)
     progress(_DRAFT_END, "exporting report, SEG and SR")
     options = ExportOptions(formats=frozenset(export_formats) | {"txt"}, deidentify=deidentify)
-    exported = export_study(result, source.headers, out, report=doc, options=options)
+    try:
+        exported = export_study(result, source.headers, out, report=doc, options=options)
+    except Exception as exc:
+        audit_trail.export_written(doc.study_key, out, [], exc, signed=doc.signed, deidentified=deidentify)
+        raise
+    audit_trail.export_written(doc.study_key, out, exported.files.values(), signed=doc.signed,
+                               deidentified=deidentify)
     files = {**_analysis_files(out), **exported.files, "json": out / REPORT_JSON}
     run = ReportRunResult(out, doc.study_key, source.label, inputs, draft, grounding, doc, files,
-                          dict(exported.validation), reused, autosave, deidentify,
+                          dict(exported.validation), reused, found_in, autosave, deidentify,
                           [*notes, *exported.notes, *result.provenance.notes])
     _write_report_json(run, source.headers, exported.salt)
     progress(1.0, "done")

@@ -40,6 +40,7 @@ from workstation.dicomio.stream import (
 )
 from workstation.dicomio.volume_builder import NonUniform, load_series, plan_series
 from workstation.index.db import StudyIndex
+from workstation.services import audit_trail
 from workstation.services.studies import SeriesSource
 
 logger = logging.getLogger(__name__)
@@ -128,8 +129,11 @@ class StreamingLoad:
         its final values, the middle slice first. The returned volume is ``volume``
         itself, or (rarely) a copy in the narrower dtype the data allow.
         """
-        notify = on_slices or (lambda start, stop: None)
-        is_cancelled = cancel or _never
+        volume = self._run(on_slices or (lambda start, stop: None), cancel or _never)
+        audit_trail.study_opened(volume, "viewer")
+        return volume
+
+    def _run(self, notify: SliceCallback, is_cancelled: CancelCheck) -> Volume:
         started = time.perf_counter()
         if self.layout is None:
             return self._run_whole(notify, is_cancelled, started)

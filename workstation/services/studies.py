@@ -46,6 +46,7 @@ def resolve_series(ident: str, index: StudyIndex | None) -> SeriesSource:
             raise NotAVolumeError(f"{ident}: holds {len(groups)} image series ({sizes}); import it and "
                                   "pick one by id with 'workstation list'")
         return SeriesSource(str(path), groups[0].headers)
+    _check_unusable_path(path)
     if index is None:
         raise NotAVolumeError(f"{ident}: no such file, folder or indexed series")
     row = index.find_series(ident)
@@ -62,6 +63,7 @@ def resolve_for_analysis(ident: str, index: StudyIndex | None, modalities: tuple
     series; its best series is the image volume, of a modality the model takes, with most slices.
     """
     path = Path(ident)
+    _check_unusable_path(path)
     candidates: list[SeriesSource] = []
     if path.exists():
         from workstation.dicomio.sources import expand_paths
@@ -93,6 +95,16 @@ def resolve_for_analysis(ident: str, index: StudyIndex | None, modalities: tuple
     return max(fitting, key=lambda c: len(c.headers))
 
 
+def _check_unusable_path(path: Path) -> None:
+    """A name that is a path on disk but cannot be read (link loop, dangling link...) is said to be one."""
+    import os
+
+    from workstation.dicomio.sources import path_problem
+
+    if os.path.lexists(path) and not path.exists():
+        raise NotAVolumeError(f"{path}: {path_problem(path)}")
+
+
 def _find_study(ident: str, index: StudyIndex) -> dict[str, Any] | None:
     for study in index.studies():
         if ident in (f"study:{study['id']}", study["study_uid"], study["study_key"]):
@@ -101,8 +113,13 @@ def _find_study(ident: str, index: StudyIndex) -> dict[str, Any] | None:
 
 
 def load_series_volumes(source: SeriesSource, nonuniform: NonUniform = "resample") -> SeriesVolumes:
-    """Read a resolved series into volumes."""
-    return load_series(source.headers, nonuniform=nonuniform, label=source.label)
+    """Read a resolved series into volumes (recorded in the audit trail as the study being opened)."""
+    from workstation.services.audit_trail import study_opened
+
+    loaded = load_series(source.headers, nonuniform=nonuniform, label=source.label)
+    if loaded.volumes:
+        study_opened(loaded.volumes[0], "loaded for analysis or conversion")
+    return loaded
 
 
 def series_json(index: StudyIndex, series_id: int) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """The AI run bar: model picker (filtered by the open series' modality), Run AI, progress, Cancel.
 
 The bar does not run anything: it asks (``runRequested(model_id)``,
-``cancelRequested()``) and shows what the worker reports (``show_*`` slots,
+``cancelRequested()``, ``runAnywayRequested(model_id)`` after a refusal the
+user overrides) and shows what the worker reports (``show_*`` slots,
 which take the worker's signal arguments, so ``attach(worker)`` can connect them
 directly). The model list comes from ``list_models``, which reads the models
 folder's JSON only and never imports torch.
@@ -15,7 +16,7 @@ from typing import Any, Protocol
 
 from PySide6.QtCore import Qt, Signal, SignalInstance, Slot
 from PySide6.QtGui import QStandardItem, QStandardItemModel
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QMessageBox, QProgressBar, QPushButton, QWidget
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class AnalysisBar(QWidget):
 
     runRequested = Signal(str)  # noqa: N815 - Qt signal naming
     cancelRequested = Signal()  # noqa: N815
+    runAnywayRequested = Signal(str)  # noqa: N815 - the user overrode a refusal (mostly interpolated series)
 
     def __init__(self, models_dir: Path | None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -93,6 +95,7 @@ class AnalysisBar(QWidget):
         layout.addWidget(self.message)
         layout.addWidget(self.device)
         self.message_text = ""
+        self.refusal_box: QMessageBox | None = None
         self.progress.setFormat("No analysis running")
         self._set_idle("")
         self.set_modality(None)
@@ -237,6 +240,39 @@ class AnalysisBar(QWidget):
         self.progress.setValue(0)
         self.progress.setFormat("Failed")
         self._set_idle(message, ERROR_STYLE)
+
+    def show_refused(self, model_id: str, text: str) -> QMessageBox:
+        """The analysis was refused before it ran: say why, and offer "Analyse anyway" in a dialog.
+
+        The dialog is window-modal but does not block (``open``); choosing
+        "Analyse anyway" emits ``runAnywayRequested(model_id)``.
+        """
+        self.progress.setValue(0)
+        self.progress.setFormat("Refused")
+        self._set_idle(text, ERROR_STYLE)
+        if self.refusal_box is not None:
+            self.refusal_box.close()
+        box = QMessageBox(QMessageBox.Icon.Warning, "Analysis refused", text, QMessageBox.StandardButton.NoButton,
+                          self.window())
+        box.setObjectName("RefusalBox")
+        box.setInformativeText("Most of this series' slices would be made up between the acquired ones, so "
+                               "measurements on them would not be reliable. You may analyse it anyway: the "
+                               "findings and the draft report will then say so.")
+        anyway = box.addButton("Analyse anyway", QMessageBox.ButtonRole.AcceptRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+        box.setWindowModality(Qt.WindowModality.WindowModal)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+
+        def chosen() -> None:
+            self.refusal_box = None
+            if box.clickedButton() is anyway:
+                self.runAnywayRequested.emit(model_id)
+
+        box.finished.connect(chosen)
+        self.refusal_box = box
+        box.open()
+        return box
 
     @Slot(int)
     def show_cancelled(self, generation: int) -> None:

@@ -3,8 +3,11 @@
 Lesions (e.g. lung nodule candidates) come first, one row each, then the
 labelled structures; the model's measurements (lung volumes, %LAA-950, body
 composition) follow in their own table and its cautions below, because they go
-into the report with the numbers. Everything is marked as an unverified AI
-draft. Selecting a row emits ``findingSelected`` with a ``FindingTarget``.
+into the report with the numbers. A lesion's Image column names the source image
+through its centre as a radiologist looks it up (``Se 2 Im 78``: SeriesNumber and
+InstanceNumber, ``inference.image_refs``), never a grid index. Everything is
+marked as an unverified AI draft. Selecting a row emits ``findingSelected`` with
+a ``FindingTarget``.
 """
 
 from __future__ import annotations
@@ -26,17 +29,18 @@ from PySide6.QtWidgets import (
 )
 
 from inference.contract import AnalysisResult
-from inference.findings_model import Lesion, StructureFinding
+from inference.findings_model import Lesion, StructureFinding, lesion_volume_text, unit_text
+from inference.image_refs import lesion_text
+from inference.volume import Volume
 from workstation.qt.panels.targets import FindingTarget, display_name, lesion_target, structure_target
 
 logger = logging.getLogger(__name__)
 
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 ROW_ROLE = Qt.ItemDataRole.UserRole + 2
-COLUMNS = ("Finding", "Volume\n(mL)", "Mean ± SD", "Size\n(mm)", "Location")
+COLUMNS = ("Finding", "Volume", "Mean ± SD", "Size\n(mm)", "Location", "Image\n(Se / Im)")
 TABLE_STYLE = ("QTableView { background: #141517; alternate-background-color: #1a1c1f; gridline-color: #2a2c30;"
                " selection-background-color: #2f5d8a; selection-color: #ffffff; }")
-UNIT_TEXT = {"cm2": "cm²", "mm2": "mm²", "cm3": "cm³", "mm3": "mm³"}
 DRAFT_TEXT = "AI DRAFT – not verified by a radiologist"
 DRAFT_STYLE = ("QLabel { background: #6b4a00; color: #ffe9b0; font-weight: bold; padding: 4px 8px;"
                " border-radius: 3px; }")
@@ -78,21 +82,26 @@ class _Row:
     """One table row: the finding it shows and the values its cells sort by."""
 
     finding: StructureFinding | Lesion
-    cells: tuple[str, str, str, str, str]
-    keys: tuple[Any, Any, Any, Any, Any]
+    cells: tuple[str, str, str, str, str, str]
+    keys: tuple[Any, Any, Any, Any, Any, Any]
     tooltip: str
 
 
-def _lesion_row(les: Lesion) -> _Row:
+def _lesion_row(les: Lesion, volume: Volume | None = None) -> _Row:
+    """One lesion; its Image cell names the source image through its centre (``Se 2 Im 78``, "" if unknown)."""
     name = f"{display_name(les.name)} {les.number}"
     size = f"{les.long_axis_mm:.1f} × {les.short_axis_mm:.1f}"
-    where = les.location or les.side
+    where = les.zone or les.location or les.side
+    image = lesion_text(les, "short", volume)
+    seen = f"; centre on {lesion_text(les, 'long', volume)}" if image else ""
     tip = (f"{name}: axial long × short axis {les.long_axis_mm:.1f} × {les.short_axis_mm:.1f} mm; "
            f"3-D {les.long_axis_3d_mm:.1f} × {les.short_axis_3d_mm:.1f} mm; {les.voxels} voxels; "
-           f"centre (x, y, z) {', '.join(fmt_number(v, 1) for v in les.centroid_lps)} mm")
-    return _Row(les, (name, fmt_volume(les.volume_ml), fmt_mean(les.mean, None, les.units, False), size, where),
+           f"centre (x, y, z) {', '.join(fmt_number(v, 1) for v in les.centroid_lps)} mm{seen}")
+    order = les.instance_number if les.instance_number is not None else -1
+    return _Row(les, (name, lesion_volume_text(les.volume_ml), fmt_mean(les.mean, None, les.units, False), size, where,
+                      image),
                 (name.lower(), les.volume_ml, les.mean if les.mean is not None else float("-inf"),
-                 les.long_axis_mm, where), tip)
+                 les.long_axis_mm, where, order), tip)
 
 
 def _structure_row(st: StructureFinding) -> _Row:
@@ -100,8 +109,9 @@ def _structure_row(st: StructureFinding) -> _Row:
     sided = st.side in ("left", "right") and st.side in st.name.lower()
     where = st.side if sided else ""
     tip = f"{name}: {st.voxels} voxels; centre (x, y, z) {', '.join(fmt_number(v, 1) for v in st.centroid_lps)} mm"
-    return _Row(st, (name, fmt_volume(st.volume_ml), fmt_mean(st.mean, st.std, st.units, False), "", where),
-                (name.lower(), st.volume_ml, st.mean if st.mean is not None else float("-inf"), -1.0, where), tip)
+    return _Row(st, (name, f"{fmt_volume(st.volume_ml)} mL", fmt_mean(st.mean, st.std, st.units, False), "", where, ""),
+                (name.lower(), st.volume_ml, st.mean if st.mean is not None else float("-inf"), -1.0, where,
+                 -1), tip)
 
 
 def _swatch(color: tuple[int, int, int]) -> QIcon:
@@ -192,7 +202,7 @@ class FindingsPanel(QWidget):
         self._result = result
         findings = result.findings
         lesion_labels = {les.label for les in findings.lesions}
-        self._rows = [_lesion_row(les) for les in findings.lesions]
+        self._rows = [_lesion_row(les, result.request.volume) for les in findings.lesions]
         self._rows += [_structure_row(st) for st in findings.structures if st.label not in lesion_labels]
         self.table.setSortingEnabled(False)
         for i, row in enumerate(self._rows):
@@ -216,7 +226,7 @@ class FindingsPanel(QWidget):
         for m in findings.measurements:
             name = f"{m.name}, {m.side}" if m.side else m.name
             name = name[:1].upper() + name[1:]
-            unit = UNIT_TEXT.get(m.unit, m.unit)
+            unit = unit_text(m.unit)
             decimals = 0 if unit == "HU" or abs(m.value) >= 1000 else 1
             value = QStandardItem(f"{fmt_number(m.value, decimals)} {unit}".strip())
             value.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)

@@ -22,6 +22,7 @@ from workstation.qt.report.editor import ReportEditor
 from workstation.qt.report.export_runner import ReportExporter
 from workstation.qt.report.signoff import SignOffDialog, remembered_name
 from workstation.report import AutosaveStore, Provenance, ReportDocument, ReportError
+from workstation.services import audit_trail
 
 logger = logging.getLogger(__name__)
 
@@ -163,7 +164,7 @@ class ReportActions(QWidget):
         if self.document is None:
             return False
         try:
-            self.document.sign(radiologist)
+            audit_trail.sign_report(self.document, radiologist)  # signs, and records who signed in the audit trail
         except ReportError as exc:
             self._show_notice(str(exc))
             return False
@@ -178,7 +179,7 @@ class ReportActions(QWidget):
         if self.document is None:
             return False
         try:
-            self.document.add_addendum(text, author)
+            audit_trail.amend_report(self.document, text, author)
         except ReportError as exc:
             self._show_notice(str(exc))
             return False

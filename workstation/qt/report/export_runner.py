@@ -32,12 +32,18 @@ class _ExportThread(QThread):
 
     def run(self) -> None:
         from workstation.export import export_study
+        from workstation.services.audit_trail import export_written
 
         try:
             if self.ctx.headers is None:
                 raise WorkstationError("the analysed series' images are not known; open the study to export")
             headers = list(self.ctx.headers())
-            result = export_study(self.ctx.result, headers, self.folder, report=self.doc, options=self.options)
+            try:
+                result = export_study(self.ctx.result, headers, self.folder, report=self.doc, options=self.options)
+            except Exception as exc:
+                export_written(self.doc.study_key, self.folder, [], exc, signed=self.doc.signed)
+                raise
+            export_written(self.doc.study_key, self.folder, result.files.values(), signed=self.doc.signed)
         except (WorkstationError, OSError, ValueError) as exc:
             logger.warning("report export failed: %s", exc)
             self.failed.emit(str(exc))

@@ -3,8 +3,9 @@
 States: nothing to report on, ready to draft, drafting (streamed text,
 read-only, with Cancel), editing (``ReportEditor``), signed (locked; only
 addenda). Every change to the document goes through ``ReportDocument`` and is
-autosaved one second after the last one (``AutosaveStore``), so a crash loses
-at most that second; the saved file is removed only once the signed report
+autosaved one second after the last one, and at least every ten seconds while
+edits go on without a pause (``SaveSchedule``, ``AutosaveStore``), so a crash
+loses little; the saved file is removed only once the signed report
 has been exported. The operations on the document (accept, edit, sign,
 export...) are in ``ReportActions``, its base class. Drafting runs on ``DraftWorker``'s thread, export
 on ``ReportExporter``'s: the GUI thread never imports torch or transformers.
@@ -13,6 +14,7 @@ on ``ReportExporter``'s: the GUI thread never imports torch or transformers.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer
@@ -36,10 +38,12 @@ from workstation.qt.report.export_runner import ReportExporter
 from workstation.qt.report.recovery import local_time
 from workstation.qt.report.signoff import SignOffDialog
 from workstation.report import AutosaveStore, Provenance, ReportDocument, ReportError
+from workstation.report.autosave import AUTOSAVE_DEBOUNCE_S, AUTOSAVE_MAX_WAIT_S, SaveSchedule
 
 logger = logging.getLogger(__name__)
 
-AUTOSAVE_MS = 1000
+AUTOSAVE_MS = round(AUTOSAVE_DEBOUNCE_S * 1000)
+AUTOSAVE_MAX_WAIT_MS = round(AUTOSAVE_MAX_WAIT_S * 1000)
 DRAFT_BANNER = "AI DRAFT – not signed"
 DRAFT_STYLE = "background: #6b4a00; color: #ffe9b0; font-weight: bold; padding: 6px 8px; border-radius: 3px;"
 SIGNED_STYLE = "background: #1d5230; color: #dcffe6; font-weight: bold; padding: 6px 8px; border-radius: 3px;"
@@ -59,7 +63,8 @@ class ReportPanel(ReportActions):
 
     def __init__(self, store: AutosaveStore | None = None, *, llm_dir: Path | None = None, device: str = "auto",
                  max_new_tokens: int | None = None, stream_interval_ms: int = STREAM_INTERVAL_MS,
-                 autosave_ms: int = AUTOSAVE_MS, parent: QWidget | None = None) -> None:
+                 autosave_ms: int = AUTOSAVE_MS, autosave_max_wait_ms: int = AUTOSAVE_MAX_WAIT_MS,
+                 parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.store = store if store is not None else AutosaveStore()
         self.llm_dir, self.device, self.max_new_tokens = llm_dir, device, max_new_tokens
@@ -83,6 +88,7 @@ class ReportPanel(ReportActions):
         self._save_timer.setSingleShot(True)
         self._save_timer.setInterval(autosave_ms)
         self._save_timer.timeout.connect(self.flush)
+        self._save_schedule = SaveSchedule(autosave_ms / 1000.0, autosave_max_wait_ms / 1000.0)
         self.banner = QLabel()
         self.banner.setWordWrap(True)
         self.source_line = QLabel()
@@ -343,11 +349,13 @@ class ReportPanel(ReportActions):
         else:
             self.editor.refresh(self.document)
         self._update_banner()
-        self._save_timer.start()
+        # the debounce, but never later than the maximum wait after the first unsaved change
+        self._save_timer.start(round(self._save_schedule.changed(time.monotonic()) * 1000))
 
     def flush(self) -> Path | None:
         """Autosave the document now (the debounce timer calls this); the file, or None."""
         self._save_timer.stop()
+        self._save_schedule.saved()
         if self.document is None:
             return None
         try:

@@ -1,4 +1,4 @@
-"""The MPR viewer: linked axial/coronal/sagittal views, W/L, measurements, label overlay.
+"""The MPR viewer: linked axial/coronal/sagittal views, W/L, thick slabs, measurements, label overlay.
 
 Qt layer only; it reads ``inference.volume.Volume`` and ``inference.labels.LabelTable``
 and never imports torch, MONAI or transformers.
@@ -10,6 +10,8 @@ from workstation.qt.viewer.mpr import LAYOUTS, MprViewer
 from workstation.qt.viewer.orientation import PLANES, Plane, PlaneGeometry, plane_geometries
 from workstation.qt.viewer.overlay_panel import OverlayPanel
 from workstation.qt.viewer.presets import Preset, PresetBook, auto_window, load_presets
+from workstation.qt.viewer.slab import SLAB_MODES, SlabMode, SlabSettings
+from workstation.qt.viewer.slab_control import SlabToolbar
 from workstation.qt.viewer.slice_view import SliceView
 from workstation.qt.viewer.state import TOOLS, OverlayState, Tool, ViewerInfo, ViewerState
 
@@ -18,6 +20,7 @@ guard_none_refcount()
 __all__ = [
     "LAYOUTS",
     "PLANES",
+    "SLAB_MODES",
     "TOOLS",
     "MprViewer",
     "OverlayPanel",
@@ -28,6 +31,9 @@ __all__ = [
     "PresetBook",
     "RoiMeasurement",
     "RulerMeasurement",
+    "SlabMode",
+    "SlabSettings",
+    "SlabToolbar",
     "SliceView",
     "Tool",
     "ViewMeasurement",

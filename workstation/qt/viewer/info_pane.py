@@ -1,7 +1,8 @@
 """The fourth pane of the 2x2 layout: series facts, cursor readout, legend and measurements.
 
 A radiologist glancing at it sees which series is open (and whether it has all
-arrived), where the cursor is in patient coordinates and what value lies there,
+arrived), where the cursor is in patient coordinates and what value lies there
+(and on which acquired image: ``on Se 2 Im 78``),
 which colour means which structure, and the measurements taken, plus a short
 reminder of the mouse and key scheme. Painted text on black, like the views.
 """
@@ -16,6 +17,7 @@ from PySide6.QtGui import QColor, QFont, QPainter, QPaintEvent
 from PySide6.QtWidgets import QWidget
 
 from workstation.qt.viewer import painting
+from workstation.qt.viewer.image_number import acquired_image_text, plane_image_text
 
 if TYPE_CHECKING:
     from workstation.qt.viewer.mpr import MprViewer
@@ -26,7 +28,8 @@ HEADING = QColor(150, 190, 255)
 DIM = QColor(140, 140, 140)
 HELP = ("Left: tool (W/L)   Shift+left: crosshair",
         "Right: zoom   Middle: pan   Wheel: slices",
-        "1-5 presets  R reset  C cine  Del undo measure")
+        "1-5 presets  R reset  C cine  Del undo measure",
+        "M slab MIP/MinIP/Avg   [ ] slab thinner/thicker")
 
 
 class InfoPane(QWidget):
@@ -64,8 +67,13 @@ class InfoPane(QWidget):
         out += [("CURSOR", HEADING, None),
                 (f"x {lps[0]:.1f}  y {lps[1]:.1f}  z {lps[2]:.1f} mm (LPS)", painting.TEXT_COLOUR, None),
                 (f"voxel [{k}, {j}, {i}]" + (f"  {value:.0f}{unit}" if value is not None else ""),
-                 painting.TEXT_COLOUR, None),
-                (f"W {st.window:.0f}  L {st.level:.0f}  {st.wl_name}".rstrip(), painting.TEXT_COLOUR, None)]
+                 painting.TEXT_COLOUR, None)]
+        image = acquired_image_text(vol, k)  # the acquired image the cursor lies on (or nearest)
+        if image:
+            out.append((f"on {image}", painting.TEXT_COLOUR, None))
+        out.append((f"W {st.window:.0f}  L {st.level:.0f}  {st.wl_name}".rstrip(), painting.TEXT_COLOUR, None))
+        if st.slab.active:  # thick slab: say what every view shows instead of single slices
+            out.append((f"Slab {st.slab.label()} (each view along its normal)", painting.TEXT_COLOUR, None))
         ov = st.overlay
         if ov is not None:
             out.append(("LEGEND" + ("" if ov.visible else " (overlay hidden)"), HEADING, None))
@@ -77,7 +85,8 @@ class InfoPane(QWidget):
             out.append(("MEASUREMENTS", HEADING, None))
             for m in st.measurements[-6:]:
                 text = m.text().replace("\n", "  ")
-                out.append((f"{m.plane[:3]} {m.slice_index + 1}: {text}", painting.MEASURE_COLOUR, None))
+                where = plane_image_text(vol, st.geoms[m.plane], m.slice_index)
+                out.append((f"{m.plane[:3]} {where}: {text}", painting.MEASURE_COLOUR, None))
         return out
 
     def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802

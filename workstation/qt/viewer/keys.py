@@ -50,6 +50,12 @@ def handle_key(viewer: MprViewer, plane: Plane, event: QKeyEvent) -> bool:
         viewer.set_annotations_visible(not st.show_annotations)
     elif key == Qt.Key.Key_O:
         viewer.set_overlay_visible(not viewer.overlay_visible())
+    elif key == Qt.Key.Key_M:
+        viewer.next_slab_mode()
+    elif key == Qt.Key.Key_BracketRight:
+        viewer.slab_thicker()
+    elif key == Qt.Key.Key_BracketLeft:
+        viewer.slab_thinner()
     else:
         return False
     return True

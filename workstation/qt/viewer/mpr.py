@@ -14,7 +14,8 @@ Mouse scheme (all views):
 Keys: Up/Down one image, PageUp/PageDown ten, Home/End first/last image, 1-5 W/L
 presets (for MR and others, 1 = automatic window), R reset W/L and zoom, C cine
 on/off, Delete removes the last measurement, X crosshair lines, I corner text,
-O overlay on/off. "Next image" runs head to feet, front to back, right to left.
+O overlay on/off, M slab mode (MIP/MinIP/Avg; see ``slab_control``), [ / ] thinner /
+thicker slab. "Next image" runs head to feet, front to back, right to left.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from workstation.qt.viewer.measure import ViewMeasurement
 from workstation.qt.viewer.orientation import PLANES, Plane, plane_geometries
 from workstation.qt.viewer.overlay_control import OverlayControl
 from workstation.qt.viewer.presets import Preset, PresetBook, auto_window, load_presets
+from workstation.qt.viewer.slab_control import SlabControl
 from workstation.qt.viewer.slice_view import SliceView
 from workstation.qt.viewer.state import TOOLS, Tool, ViewerInfo, ViewerState, next_version
 
@@ -47,8 +49,8 @@ PAGE_STEP = 10
 INT_WL_FLOOR = 20.0
 
 
-class MprViewer(OverlayControl, CineControl, QWidget):
-    """Three linked MPR views, an info/legend pane, W/L, cine, measurements and a label overlay."""
+class MprViewer(OverlayControl, CineControl, SlabControl, QWidget):
+    """Three linked MPR views, an info/legend pane, W/L, thick slabs, cine, measurements and a label overlay."""
 
     cursorMoved = Signal(object)  # noqa: N815 (Qt naming)
     windowLevelChanged = Signal(float, float)  # noqa: N815 (Qt naming)
@@ -56,6 +58,7 @@ class MprViewer(OverlayControl, CineControl, QWidget):
     measurementsChanged = Signal()  # noqa: N815 (Qt naming)
     overlayChanged = Signal()  # noqa: N815 (Qt naming)
     layoutChanged = Signal(str)  # noqa: N815 (Qt naming)
+    slabChanged = Signal(float, str)  # noqa: N815 (Qt naming): thickness mm (0 = off), mode
 
     def __init__(self, parent: QWidget | None = None, presets: PresetBook | None = None) -> None:
         super().__init__(parent)

@@ -28,13 +28,16 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from inference.volume import PATIENT_LETTERS
+from workstation.qt.viewer.slab import SlabMode, project
+
 logger = logging.getLogger(__name__)
 
 Plane = Literal["axial", "coronal", "sagittal"]
 PLANES: tuple[Plane, ...] = ("axial", "coronal", "sagittal")
 
 # Patient axes of LPS: 0 = x (towards patient Left), 1 = y (Posterior), 2 = z (Superior).
-_LETTERS = {(0, 1): "L", (0, -1): "R", (1, 1): "P", (1, -1): "A", (2, 1): "S", (2, -1): "I"}
+_LETTERS = PATIENT_LETTERS
 
 # plane -> (normal patient axis, (axis, sign) pointing screen-right, (axis, sign) pointing screen-down,
 #           (axis, sign) of the "next slice" direction: head to feet, front to back, right to left).
@@ -108,7 +111,21 @@ class PlaneGeometry:
         """The 2-D slice ``[row, column]`` in display orientation (a strided view, no copy)."""
         index: list[slice | int] = [slice(None)] * 3
         index[self.normal] = int(slice_index)
-        sl = array[tuple(index)]
+        return self._orient(array[tuple(index)])
+
+    def extract_slab(self, array: npt.NDArray[Any], start: int, stop: int, mode: SlabMode,
+                     slices: npt.NDArray[np.intp] | None = None) -> npt.NDArray[Any]:
+        """The slab ``start:stop`` along this view's normal, reduced by ``mode``, in display orientation.
+
+        ``slices`` (array indices along the normal) replaces the range when only
+        some of its slices hold data (a series still streaming in).
+        """
+        index: list[slice | npt.NDArray[np.intp]] = [slice(None)] * 3
+        index[self.normal] = slice(int(start), int(stop)) if slices is None else slices
+        return self._orient(project(array[tuple(index)], self.normal, mode))
+
+    def _orient(self, sl: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        """A 2-D cut (remaining array axes in order) as ``[row, column]`` on screen."""
         if self.v_axis > self.h_axis:
             sl = sl.T
         return sl[:: -1 if self.v_flip else 1, :: -1 if self.h_flip else 1]

@@ -26,9 +26,11 @@ from PySide6.QtGui import QColor, QImage, QKeyEvent, QMouseEvent, QPainter, QPai
 from PySide6.QtWidgets import QWidget
 
 from workstation.qt.viewer import painting
+from workstation.qt.viewer.image_number import plane_image_text
 from workstation.qt.viewer.measure import ViewMeasurement, make_roi, make_ruler
 from workstation.qt.viewer.orientation import PLANES, Plane, PlaneGeometry, position_text
 from workstation.qt.viewer.render import overlay_image, slice_image
+from workstation.qt.viewer.slab_control import view_pixels
 from workstation.qt.viewer.state import TOOL_NAMES
 
 if TYPE_CHECKING:
@@ -39,6 +41,7 @@ logger = logging.getLogger(__name__)
 MIN_ZOOM, MAX_ZOOM = 0.1, 40.0
 WL_PIXELS_PER_DOUBLING = 200.0
 ZOOM_PIXELS_PER_E = 200.0
+SLAB_COLOUR = QColor(130, 230, 130)  # the slab line in the corner: a view that is not a single slice
 
 
 @dataclass
@@ -74,6 +77,7 @@ class SliceView(QWidget):
         self._drag: _Drag | None = None
         self._hover: tuple[int, int, int] | None = None
         self._wheel_rest = 0
+        self.corner_text: dict[str, list[str]] = {}  # what the last paint wrote in each corner
         self.setObjectName(f"{plane}View")
         self.setMouseTracking(True)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
@@ -179,14 +183,15 @@ class SliceView(QWidget):
         vol = st.volume
         assert vol is not None
         s = self.slice_index
-        loaded_key: object = st.loaded_version if g.normal != 0 else st.slice_loaded(s)
-        key = (st.volume_version, s, st.window, st.level, st.invert, loaded_key)
+        slab = st.slab_bounds(g, s)
+        loaded_key: object = st.loaded_version if g.normal != 0 or slab else st.slice_loaded(s)
+        key = (st.volume_version, s, st.window, st.level, st.invert, loaded_key, slab, slab and st.slab.mode)
         if key != self._grey_key:
             t0 = time.perf_counter()
             self._grey, self._missing = None, False
             whole, rows, cols = g.line_mask(st.loaded, s) if st.loaded is not None else (True, None, None)
             if whole:
-                self._grey, self._missing = slice_image(g.extract(vol.array, s), st.window, st.level, st.invert,
+                self._grey, self._missing = slice_image(view_pixels(st, g, s, slab), st.window, st.level, st.invert,
                                                         rows, cols)
             else:
                 self._missing = True
@@ -199,7 +204,7 @@ class SliceView(QWidget):
             self._overlay_key = okey
 
     def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802
-        """Slice, overlay, highlight, measurements, crosshair, then text."""
+        """Slice (or slab), overlay (of the centre slice), highlight, measurements, crosshair, then text."""
         t0 = time.perf_counter()
         painter = QPainter(self)
         try:
@@ -273,14 +278,18 @@ class SliceView(QWidget):
             if value is not None:
                 unit = f" {vol.units}" if vol.units else ""
                 bottom_right.insert(0, f"{value:.0f}{unit}" if value.is_integer() else f"{value:.4g}{unit}")
-        painting.draw_corners(painter, QRectF(self.rect()), {
+        slab = [(st.slab.label(), SLAB_COLOUR)] if st.slab.active else []  # "MIP 10 mm", under W/L
+        corners = {
             "tl": [(t, painting.IDENTITY_COLOUR) for t in identity],
             "tr": [(self.plane.upper(), painting.PLANE_COLOURS[self.plane]),
-                   (f"Im {g.display_number(s)} / {g.n_slices}", painting.TEXT_COLOUR),
+                   (plane_image_text(vol, g, s), painting.TEXT_COLOUR),
                    (pos, painting.TEXT_COLOUR)],
-            "bl": [(wl, painting.TEXT_COLOUR), (f"Zoom {self.magnification() * 100:.0f}%", painting.TEXT_COLOUR)],
+            "bl": [(wl, painting.TEXT_COLOUR), *slab,
+                   (f"Zoom {self.magnification() * 100:.0f}%", painting.TEXT_COLOUR)],
             "br": [(t, painting.TEXT_COLOUR) for t in bottom_right],
-        })
+        }
+        self.corner_text = {corner: [text for text, _ in rows] for corner, rows in corners.items()}
+        painting.draw_corners(painter, QRectF(self.rect()), corners)
         painting.draw_letters(painter, QRectF(self.rect()), g.left, g.right, g.top, g.bottom)
         if self._missing:
             done, total = st.loaded_count()

@@ -1,4 +1,4 @@
-"""What the MPR views share: volume, cursor, window/level, overlay, measurements.
+"""What the MPR views share: volume, cursor, window/level, slab, overlay, measurements.
 
 One ``ViewerState`` belongs to an ``MprViewer``; its ``SliceView``s only read it
 and ask the viewer to change it, so the three views can never disagree about
@@ -21,6 +21,7 @@ from workstation.dicomio.display import dicom_date, person_name
 from workstation.qt.viewer.measure import ViewMeasurement
 from workstation.qt.viewer.orientation import Plane, PlaneGeometry
 from workstation.qt.viewer.render import colour_table
+from workstation.qt.viewer.slab import SlabSettings, slab_bounds
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +105,7 @@ class ViewerState:
     level: float = 40.0
     wl_name: str = ""
     invert: bool = False
+    slab: SlabSettings = field(default_factory=SlabSettings)
     overlay: OverlayState | None = None
     highlight: tuple[tuple[int, int, int], tuple[int, int, int]] | None = None
     measurements: list[ViewMeasurement] = field(default_factory=list)
@@ -111,6 +113,12 @@ class ViewerState:
     show_crosshair: bool = True
     show_annotations: bool = True
     volume_version: int = 0
+
+    def slab_bounds(self, geom: PlaneGeometry, slice_index: int) -> tuple[int, int] | None:
+        """``(start, stop)`` of the slab a view of ``geom`` shows around ``slice_index`` (None: slab off)."""
+        if not self.slab.active:
+            return None
+        return slab_bounds(slice_index, geom.n_slices, geom.spacing[geom.normal], self.slab.thickness_mm)
 
     def slice_loaded(self, slice_index: int) -> bool:
         """Whether slice ``slice_index`` along array axis 0 holds data yet."""
