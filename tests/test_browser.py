@@ -84,13 +84,12 @@ def test_descriptions_are_read_whole_at_the_default_dock_width(qtbot: QtBot, dem
     widget.show()
     qtbot.waitExposed(widget)
     metrics = widget.tree.fontMetrics()
-    name_width = widget.tree.header().sectionSize(COL_NAME)
     for item in rows(widget)[1:]:
         if item.parent() is None:  # patient rows span every column
             continue
-        depth = 1 + (item.parent().parent() is not None)
-        icon = 0 if item.icon(COL_NAME).isNull() else widget.tree.iconSize().width() + 8
-        room = name_width - depth * widget.tree.indentation() - icon - 12
+        start = widget.tree.visualItemRect(item).x()  # where the row's content starts, right of the branches
+        icon = 0 if item.icon(COL_NAME).isNull() else widget.tree.iconSize().width() + 6
+        room = widget.tree.header().sectionSize(COL_NAME) - start - icon - 8
         widest = max(metrics.horizontalAdvance(line) for line in item.text(COL_NAME).split("\n"))
         assert widest <= room, f"{item.text(COL_NAME)!r} needs {widest} px, has {room}"
     widget.shutdown()
@@ -113,10 +112,10 @@ def test_demo_and_real_ct_are_listed_with_thumbnails(qtbot: QtBot, browser: Stud
     assert demo is not None
     assert demo.text(COL_NAME) == "#2  Thorax 2.5 B30f\n40 images · 3-D volume"
     assert demo.text(COL_MODALITY) == "CT"
-    assert demo.parent().text(COL_NAME) == "2024-03-15   CT CHEST WITHOUT CONTRAST\n1 series · 40 images"
+    assert demo.parent().text(COL_NAME) == "CT CHEST WITHOUT CONTRAST\n2024-03-15 · 1 series · 40 images"
     ct = browser.series_item(ct_id)
     assert ct is not None and ct.text(COL_NAME) == "CT Body 3.0\n20 images · 3-D volume"
-    assert ct.parent().text(COL_NAME) == "2022-12-08   (no study description)\n1 series · 20 images"
+    assert ct.parent().text(COL_NAME) == "(no study description)\n2022-12-08 · 1 series · 20 images"
     assert "Grid 20 × 512 × 512" in ct.toolTip(COL_NAME)
     wait_for_thumbnails(qtbot, browser, [demo_id, ct_id])
     for item in (demo, ct):

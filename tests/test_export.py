@@ -358,6 +358,22 @@ def test_text_export_scrubs_typed_identifiers(demo: Case) -> None:
     assert "Phantom" not in text and "DEMO0001" not in text and "[removed]" in text
 
 
+def test_known_identifier_rule_is_shared_by_exports_and_notes() -> None:
+    """One rule (``identifier_patterns``) for the exports and the drafter's notes: settled where they differed."""
+    from workstation.export.deid import identifier_patterns, remove_identifiers
+
+    deid = Deidentifier("s")
+    deid.learn("WHITE^LI", "AB1234", "19500201")
+    text = "Li White (AB1234), born 01/02/1950 or 1950-02-01; white matter normal; 12 mm."
+    scrubbed = deid.scrub(text)
+    assert scrubbed == remove_identifiers(text, identifier_patterns("WHITE^LI", "AB1234", "19500201"))
+    # name parts of 2 letters where capitalised; a lowercase common word survives; dates in common forms
+    assert scrubbed == ("[removed] [removed] ([removed]), born [removed] or [removed]; white matter normal; 12 mm.")
+    short = Deidentifier("s")
+    short.learn("12")
+    assert short.scrub("12 mm") == "12 mm"  # a 2-character ID would eat measurements
+
+
 def test_pdf_of_a_report_alone(tmp_path: Path) -> None:
     data = render_pdf(make_report(False))
     assert data.startswith(b"%PDF")

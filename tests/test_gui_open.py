@@ -72,7 +72,7 @@ def test_resolving_names_series_studies_and_refuses_what_is_not_a_volume(demo: P
             assert resolve_open_target(name, index, settings).series_id == 1
         study = index.study(1)
         assert study is not None
-        for name in ("study:1", study["study_uid"], study["study_key"]):
+        for name in ("study:1", study.study_uid, study.study_key):
             found = resolve_open_target(name, index, settings)
             assert (found.study_id, found.series_id) == (1, None)
         assert resolve_open_target(str(demo), index, settings).imported == 0  # indexed already: nothing added

@@ -137,8 +137,8 @@ def test_zip_is_read_in_place(tmp_path: Path, index: StudyIndex) -> None:
     (row,) = index.series()
     refs = [h.ref for h in index.series_headers(row.id)]
     assert all(r.startswith(str(archive) + "::study/") for r in refs)
-    notes = index.notes(index.studies()[0]["id"])
-    assert any(n["kind"] == "text file" and "pneumonia" in n["text"] for n in notes)
+    notes = index.notes(index.studies()[0].id)
+    assert any(n.kind == "text file" and "pneumonia" in n.text for n in notes)
     assert archive.read_bytes() == before
     from workstation.dicomio.volume_builder import load_series
 
@@ -172,15 +172,15 @@ def test_notes_come_from_text_files_dicom_fields_sr_and_pdf(tmp_path: Path, inde
     f.pdf_document(tmp_path / "pdf.dcm", study_uid=study, series_uid=generate_uid(), text="Prior PDF: stable.")
     result = import_paths([tmp_path], index)
     assert any("clinical notes" in s.reason for s in result.skipped)
-    notes = index.notes(index.studies()[0]["id"])
-    by_kind = {(n["kind"], n["source"].rsplit("/", 1)[-1]): n["text"] for n in notes}
+    notes = index.notes(index.studies()[0].id)
+    by_kind = {(n.kind, n.source.rsplit("/", 1)[-1]): n.text for n in notes}
     assert by_kind[("dicom field", "DICOM ReasonForTheRequestedProcedure")] == "Dyspnoea, rule out PE"
     assert by_kind[("dicom field", "DICOM AdditionalPatientHistory")] == "Former smoker"
     assert "Right upper lobe nodule" in by_kind[("text file", "history.md")]
     assert "8 mm nodule in the RUL." in by_kind[("prior report (SR)", "sr.dcm")]
     assert "Prior PDF: stable." in by_kind[("prior report (PDF)", "pdf.dcm")]
     import_paths([tmp_path], index)
-    assert len(index.notes(index.studies()[0]["id"])) == len(notes), "notes are not duplicated on re-import"
+    assert len(index.notes(index.studies()[0].id)) == len(notes), "notes are not duplicated on re-import"
 
 
 def test_parallel_header_reading_matches_serial(tmp_path: Path) -> None:

@@ -10,12 +10,12 @@ and the findings (so the draft report) and the provenance say so.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QAbstractButton, QApplication, QMessageBox
+from PySide6.QtWidgets import QAbstractButton, QMessageBox
 from pytestqt.qtbot import QtBot
 
 from inference.engine import Engine
@@ -24,7 +24,6 @@ from tests import synth
 from workstation.cli import main
 from workstation.dicomio.headers import read_header_path
 from workstation.dicomio.volume_builder import load_series
-from workstation.qt.app import create_main_window
 from workstation.qt.main_window import MainWindow
 from workstation.services.analysis import analyze_source
 from workstation.services.interpolation import InterpolationPolicy
@@ -189,16 +188,9 @@ def test_the_window_worker_job_obeys_the_rule(over: Path) -> None:
 
 
 @pytest.fixture
-def window(qtbot: QtBot) -> Iterator[MainWindow]:
-    win = create_main_window(get_settings())
-    qtbot.addWidget(win)
-    win.resize(1400, 900)
-    win.show()
-    yield win
-    win.close()
-    assert not win.session.worker.is_running()
-    leaked = [w for w in QApplication.topLevelWidgets() if w.isVisible()]
-    assert not leaked, f"top-level widgets left open: {leaked}"
+def window(make_window: Callable[..., MainWindow]) -> MainWindow:
+    """The shared window factory (tests/conftest.py): closed, workers joined and leaks checked at teardown."""
+    return make_window(size=(1400, 900))
 
 
 def _open(qtbot: QtBot, win: MainWindow, folder: Path) -> int:

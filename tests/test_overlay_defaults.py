@@ -3,7 +3,7 @@ labels named as in the Findings tab."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -18,15 +18,9 @@ TABLE = LabelTable((Label(1, "lung_right", (200, 40, 30)), Label(2, "lung_nodule
 
 
 @pytest.fixture
-def viewer(qtbot: QtBot) -> Iterator[MprViewer]:
-    widget = MprViewer()
-    qtbot.addWidget(widget)
-    widget.resize(600, 600)
-    widget.set_layout("1x1")
-    widget.show()
-    qtbot.waitExposed(widget)
-    yield widget
-    widget.stop_cine()
+def viewer(make_viewer: Callable[..., MprViewer]) -> MprViewer:
+    """The shared viewer factory (tests/conftest.py), sized for this file's pixel checks."""
+    return make_viewer(size=(600, 600), layout="1x1")
 
 
 def colours_inside(viewer: MprViewer, mask: np.ndarray) -> set[tuple[int, int, int]]:

@@ -142,6 +142,12 @@ def test_number_formats() -> None:
 
 
 # --- notes --------------------------------------------------------------------------
+def _note_text(index: StudyIndex, note_id: int | None) -> str | None:
+    """The stored text of a note (None when there is no such note)."""
+    row = index.note(note_id) if note_id is not None else None
+    return row.text if row is not None else None
+
+
 @pytest.fixture
 def study(tmp_path: Path) -> tuple[Path, int]:
     """A one-series CT study imported with a notes file and a DICOM reason-for-request field."""
@@ -167,23 +173,24 @@ def test_notes_panel_edits_are_saved_debounced_with_their_source(qtbot: QtBot, s
     assert not panel.add_button.isEnabled()
     panel.set_study(study_id)
     with StudyIndex(db) as index:
-        before = index.note_rows(study_id)
-    assert {r["kind"] for r in before} >= {"text file", "dicom field"}
-    assert [c.text() for c in panel.cards] == [r["text"] for r in before]
+        before = index.notes(study_id)
+    assert {r.kind for r in before} >= {"text file", "dicom field"}
+    assert [c.text() for c in panel.cards] == [r.text for r in before]
     card = next(c for c in panel.cards if c.kind == "text file")
     assert "<b>notes.txt</b>" in card.header.text() and "text file" in card.header.text()
     card.editor.selectAll()
     qtbot.keyClicks(card.editor, "Ex-smoker, 30 pack-years, stopped 2019.")
     with StudyIndex(db) as index:
-        assert index.note(card.note_id)["text"] == "Smoker, 30 pack-years.", "saved only after a pause"  # type: ignore[index]
+        assert _note_text(index, card.note_id) == "Smoker, 30 pack-years.", "saved only after a pause"
     assert panel.pending()
     with qtbot.waitSignal(panel.saved, timeout=5000) as blocker:
         pass
     assert blocker.args == [card.note_id] and not panel.pending()
     with StudyIndex(db) as index:
-        after = {r["id"]: r for r in index.note_rows(study_id)}
-    assert after[card.note_id]["text"] == "Ex-smoker, 30 pack-years, stopped 2019."
-    assert (after[card.note_id]["source"], after[card.note_id]["kind"]) == (card.source, "text file")
+        after = {r.id: r for r in index.notes(study_id)}
+    assert card.note_id is not None
+    assert after[card.note_id].text == "Ex-smoker, 30 pack-years, stopped 2019."
+    assert (after[card.note_id].source, after[card.note_id].kind) == (card.source, "text file")
     assert len(after) == len(before)
     # a reopened panel shows the saved text
     panel.set_study(None)
@@ -207,8 +214,8 @@ def test_typed_notes_are_added_and_flushed_on_study_change(qtbot: QtBot, study: 
     qtbot.keyClicks(second.editor, "Second typed note.")
     panel.set_study(None)  # switching study saves what is pending at once
     with StudyIndex(db) as index:
-        typed = [r for r in index.note_rows(study_id) if r["kind"] == "typed note"]
-    assert [(r["source"], r["text"]) for r in typed] == [("typed", "Called referrer about nodule."),
+        typed = [r for r in index.notes(study_id) if r.kind == "typed note"]
+    assert [(r.source, r.text) for r in typed] == [("typed", "Called referrer about nodule."),
                                                          ("typed (2)", "Second typed note.")]
     panel.set_study(study_id)
     assert len(panel.cards) == n + 2
@@ -216,7 +223,7 @@ def test_typed_notes_are_added_and_flushed_on_study_change(qtbot: QtBot, study: 
     assert blank is not None
     panel.flush()
     with StudyIndex(db) as index:
-        assert len(index.note_rows(study_id)) == n + 2, "an empty new note is not stored"
+        assert len(index.notes(study_id)) == n + 2, "an empty new note is not stored"
 
 
 # --- the AI run bar -----------------------------------------------------------------
@@ -293,4 +300,4 @@ def test_hiding_the_notes_panel_saves_pending_edits(qtbot: QtBot, study: tuple[P
     panel.hide()  # e.g. the window closes before the debounce fires
     assert not panel.pending()
     with StudyIndex(db) as index:
-        assert index.note(card.note_id)["text"] == original + " (checked)"  # type: ignore[index]
+        assert _note_text(index, card.note_id) == original + " (checked)"

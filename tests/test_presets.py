@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -27,14 +27,9 @@ def ct(**metadata: object) -> Volume:
 
 
 @pytest.fixture
-def viewer(qtbot: QtBot) -> Iterator[MprViewer]:
-    widget = MprViewer()
-    qtbot.addWidget(widget)
-    widget.resize(600, 500)
-    widget.show()
-    qtbot.waitExposed(widget)
-    yield widget
-    widget.stop_cine()
+def viewer(make_viewer: Callable[..., MprViewer]) -> MprViewer:
+    """The shared viewer factory (tests/conftest.py), sized for this file's pixel checks."""
+    return make_viewer(size=(600, 500))
 
 
 @pytest.mark.parametrize(("metadata", "expected"), [
@@ -80,3 +75,14 @@ def test_readme_key_list_matches_the_presets_file() -> None:
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     listed = dict(re.findall(r"(\d) (lung|mediastinum|abdomen|bone|brain)\b", readme))
     assert listed == keys
+
+
+def test_key_images_take_their_windows_from_the_presets_file() -> None:
+    """The key images' lung and soft-tissue windows are the viewer's presets (one table, the resources file)."""
+    from workstation.imaging import preset_window
+
+    book = load_presets()
+    lung, abdomen = book.by_id("CT", "lung"), book.by_id("CT", "abdomen")
+    assert lung is not None and abdomen is not None
+    assert preset_window("lung") == (lung.level, lung.window) == (-600.0, 1500.0)
+    assert preset_window("abdomen") == (abdomen.level, abdomen.window) == (40.0, 400.0)

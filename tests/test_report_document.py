@@ -48,6 +48,25 @@ def test_split_sentences_keeps_decimals_abbreviations_and_list_items() -> None:
                                      "2. Emphysema.", "No effusion."]
 
 
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Seen by J. Smith. Next.", ["Seen by J. Smith.", "Next."]),
+    ('He said "Stable." Next one.', ['He said "Stable."', "Next one."]),
+    ("Mr. Jones. St. Mary's clinic. Stable.", ["Mr. Jones.", "St. Mary's clinic.", "Stable."]),
+    ("No. 3 lesion, approx. 2.5 mm. Next.", ["No. 3 lesion, approx. 2.5 mm.", "Next."]),
+    ("Cough. 2. Fever.", ["Cough.", "2. Fever."]),
+])
+def test_editor_and_grounding_split_sentences_alike(text: str, expected: list[str]) -> None:
+    """The editor once had its own splitter; these are the cases where it and the engine's disagreed."""
+    from inference.report.sentences import split_sentences as engine_split
+
+    assert split_sentences(text) == expected
+    assert engine_split(text) == expected
+
+
+def test_editor_split_ends_sentences_at_line_breaks() -> None:
+    assert split_sentences("Findings\nNo effusion\n\n- Nodule.") == ["Findings", "No effusion", "- Nodule."]
+
+
 def test_draft_sentences_start_as_unreviewed_ai() -> None:
     doc = make_doc()
     assert [sec.title for sec in doc.sections] == list(DRAFT)

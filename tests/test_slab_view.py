@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
@@ -71,14 +71,9 @@ def _dot(arr: npt.NDArray[np.int16], index: tuple[int, int, int], value: int, ra
 
 
 @pytest.fixture
-def viewer(qtbot: QtBot) -> Iterator[MprViewer]:
-    widget = MprViewer()
-    qtbot.addWidget(widget)
-    widget.resize(900, 700)
-    widget.show()
-    qtbot.waitExposed(widget)
-    yield widget
-    widget.stop_cine()
+def viewer(make_viewer: Callable[..., MprViewer]) -> MprViewer:
+    """The shared viewer factory (tests/conftest.py), sized for this file's pixel checks."""
+    return make_viewer(size=(900, 700))
 
 
 def _show(viewer: MprViewer, volume: Volume, loaded: npt.NDArray[np.bool_] | None = None) -> SliceView:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -121,14 +121,9 @@ def widget_point(view: SliceView, index: tuple[float, float, float]) -> QPointF:
 
 
 @pytest.fixture
-def viewer(qtbot: QtBot) -> Iterator[MprViewer]:
-    widget = MprViewer()
-    qtbot.addWidget(widget)
-    widget.resize(900, 700)
-    widget.show()
-    qtbot.waitExposed(widget)
-    yield widget
-    widget.stop_cine()
+def viewer(make_viewer: Callable[..., MprViewer]) -> MprViewer:
+    """The shared viewer factory (tests/conftest.py), sized for this file's pixel checks."""
+    return make_viewer(size=(900, 700))
 
 
 def plain(viewer: MprViewer) -> None:

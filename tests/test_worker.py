@@ -325,6 +325,19 @@ def test_failure_messages() -> None:
         "Out of memory while running 'm'")
 
 
+def test_one_user_message_for_every_worker() -> None:
+    """The analysis worker, the draft worker, the export runner and the CLI share ``user_message``."""
+    from inference import GeometryError
+    from workstation.services.failures import is_expected, user_message
+
+    assert user_message(GeometryError("gaps"), "exporting the report") == "Geometry problem: gaps"
+    assert user_message(PermissionError("/out: permission denied"), "exporting the report") == (
+        "/out: permission denied")
+    bug = user_message(ValueError("boom"), "drafting the report")
+    assert bug.startswith("Unexpected error while drafting the report (ValueError: boom)") and "log" in bug
+    assert is_expected(OSError("disk full")) and not is_expected(ValueError("boom"))
+
+
 def test_describe_device_reports_an_unavailable_device() -> None:
     assert describe_device("tpu").startswith("no usable device: unknown device 'tpu'")
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from inference.errors import WorkstationError
 from workstation import selftest
-from workstation.logs import configure_logging
+from workstation.logs import configure_logging, install_excepthook, print_error_line
 from workstation.pacs import cli as pacs_cli
 from workstation.settings import Settings, get_settings
 
@@ -398,10 +398,10 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     with StudyIndex(settings.db_path) as index:
         folder, result = demo_study(settings, index)
         summary = import_result_json(index, result)
-        known = [s for s in index.studies() if s["id"] in result.study_ids] or index.studies()
+        known = index.studies(result.study_ids) or index.studies()
     print(f"demo study at {folder}")
     _print_studies(summary["studies"])
-    study_id = known[0]["id"] if known else None
+    study_id = known[0].id if known else None
     if args.no_gui:
         if study_id is None:
             return 0
@@ -437,7 +437,9 @@ def _gui(settings: Settings, open_study: int | None = None, analyze: str | None 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``workstation`` console command."""
     args = _parser().parse_args(argv)
-    configure_logging(args.verbose)
+    configure_logging(args.verbose)  # stderr now; what loading the settings logs is kept for the file
+    configure_logging(args.verbose, get_settings().data_dir)  # + <data_dir>/logs/workstation.log
+    install_excepthook("cli", print_error_line)  # uncaught: logged with traceback, one line here, exit code as ever
     if args.self_test or args.command == "selftest":
         return selftest.run_from_args(args)
     if args.command in (None, "gui") or (args.command == "demo" and not args.no_gui):

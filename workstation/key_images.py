@@ -23,7 +23,7 @@ import numpy as np
 from inference.contract import AnalysisResult
 from inference.labels import readable_name
 from inference.volume import Volume, direction_letter
-from workstation.imaging import AI_BANNER, LUNG_WINDOW, SOFT_TISSUE_WINDOW, key_slices, overlay, slice_caption, window
+from workstation.imaging import AI_BANNER, key_slices, overlay, preset_window, slice_caption, window
 
 logger = logging.getLogger(__name__)
 
@@ -33,16 +33,17 @@ LESION_RING = (255, 255, 0)
 
 def key_window(result: AnalysisResult, picks: Sequence[int]) -> tuple[float, float]:
     """(level, width) of the key images: the lung window when lung is in most of them, else the
-    series' own first window (CT), else a soft-tissue window. One window for every key image."""
+    series' own first window (CT), else a soft-tissue (abdomen) window. One window for every key image;
+    the named windows are the viewer's presets (``resources/presets/window_level.json``)."""
     lungs = [lab.value for lab in result.label_table if lab.name.startswith("lung") and not lab.lesion]
     with_lung = sum(bool(np.isin(result.labelmap[k], lungs).any()) for k in picks) if lungs else 0
     if picks and with_lung * 2 >= len(picks) and with_lung > 0:
-        return LUNG_WINDOW
+        return preset_window("lung")
     meta = result.request.volume.metadata
     center, width = meta.get("window_center"), meta.get("window_width")
     if isinstance(center, int | float) and isinstance(width, int | float) and width > 1:
         return float(center), float(width)
-    return SOFT_TISSUE_WINDOW
+    return preset_window("abdomen")
 
 
 def edge_letters(volume: Volume) -> dict[str, str]:

@@ -4,6 +4,13 @@ Values come from, in order of precedence: ``WORKSTATION_*`` environment
 variables, the JSON file ``settings.json`` in the user's config dir, defaults.
 Tests point ``WORKSTATION_CONFIG_DIR`` and ``WORKSTATION_DATA_DIR`` at temporary
 folders, so they never read or write the user's settings.
+
+One bad value never stops the application: the file carries a ``version``
+(``SETTINGS_VERSION``), and on load each unknown or invalid key is dropped with
+a warning naming the key and why, keeping the valid ones; a file that is not a
+JSON object at all is set aside as ``settings.json.bad-<timestamp>`` and the
+defaults are used. An invalid ``WORKSTATION_*`` variable falls back to the
+default the same way.
 """
 
 from __future__ import annotations
@@ -11,17 +18,21 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 logger = logging.getLogger(__name__)
 
 APP_NAME = "radiology-workstation"
+
+#: Written into ``settings.json``; raise it (and convert old files in ``_file_values``) when a key changes meaning.
+SETTINGS_VERSION = 1
 
 
 def config_dir() -> Path:
@@ -97,28 +108,84 @@ class Settings(BaseSettings):
         """Write the non-default values to ``settings.json`` and return its path."""
         path = config_dir() / "settings.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = self.model_dump(mode="json", exclude_defaults=True)
+        data = {"version": SETTINGS_VERSION, **self.model_dump(mode="json", exclude_defaults=True)}
         path.write_text(json.dumps(data, indent=2), encoding="utf-8")
         return path
 
 
+def _set_aside(path: Path, why: str) -> None:
+    """Rename an unusable settings file to ``settings.json.bad-<timestamp>`` so the user can still read it."""
+    target = path.with_name(f"{path.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}")
+    try:
+        path.replace(target)
+    except OSError as exc:
+        logger.warning("settings file %s is %s and could not be set aside (%s); using the defaults", path, why, exc)
+        return
+    logger.warning("settings file %s is %s; set aside as %s, using the defaults", path, why, target.name)
+
+
 def _file_values() -> dict[str, Any]:
+    """The file's keys, known ones only (unknown keys are dropped with a warning); {} without a usable file."""
     path = config_dir() / "settings.json"
     if not path.is_file():
         return {}
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
         logger.warning("ignoring unreadable settings file %s: %s", path, exc)
         return {}
-    return data if isinstance(data, dict) else {}
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        _set_aside(path, f"not JSON ({exc})")
+        return {}
+    if not isinstance(data, dict):
+        _set_aside(path, f"not a JSON object (a {type(data).__name__})")
+        return {}
+    version = data.pop("version", None)
+    if isinstance(version, int) and not isinstance(version, bool) and version > SETTINGS_VERSION:
+        logger.warning("settings file %s is version %d, newer than this application's %d; keeping the keys "
+                       "it understands", path, version, SETTINGS_VERSION)
+    elif version is not None and not (isinstance(version, int) and not isinstance(version, bool)):
+        logger.warning("settings file %s: ignoring 'version' (%.80r): not a whole number", path, version)
+    known = Settings.model_fields
+    for key in [k for k in data if k not in known]:
+        logger.warning("settings file %s: ignoring unknown key %r", path, key)
+        del data[key]
+    return data
+
+
+def _bad_keys(error: ValidationError) -> dict[str, str]:
+    """Top-level key -> why, for each error pydantic found."""
+    bad: dict[str, str] = {}
+    for item in error.errors():
+        loc = item.get("loc") or ("?",)
+        bad.setdefault(str(loc[0]), str(item.get("msg", "invalid")))
+    return bad
 
 
 def load_settings() -> Settings:
-    """Build settings from the file, with environment variables taking precedence."""
+    """Build settings from the file, with environment variables taking precedence.
+
+    An invalid value from the file is dropped (the environment's or the default applies); an invalid
+    environment variable is replaced by the default. Each is logged as a warning with the reason.
+    """
     values = _file_values()
     env_names = {k.lower().removeprefix("workstation_") for k in os.environ if k.startswith("WORKSTATION_")}
     values = {k: v for k, v in values.items() if k not in env_names}
+    for _ in range(len(Settings.model_fields) + 1):  # each round fixes at least one key
+        try:
+            return Settings(**values)
+        except ValidationError as exc:
+            error = exc
+        for key, why in _bad_keys(error).items():
+            if key in values and key not in env_names:
+                logger.warning("settings file: ignoring %r (%.80r): %s", key, values.pop(key), why)
+            elif key in Settings.model_fields:
+                logger.warning("ignoring WORKSTATION_%s: %s; using the default", key.upper(), why)
+                values[key] = Settings.model_fields[key].get_default(call_default_factory=True)
+            else:  # not a key we can drop: nothing more to try
+                raise error
     return Settings(**values)
 
 

@@ -4,8 +4,12 @@ A report sentence is the unit the grounding check judges and the editor tracks,
 so the splitter must be predictable: it splits after ``.``, ``!`` or ``?``
 followed by white space and an upper-case letter, digit, quote or bracket,
 except after a known abbreviation (``e.g.``, ``approx.``, ``Dr.``) or a
-single capital initial. Decimals ("2.5 mm") never split because no space follows
-their point.
+single capital initial, or after a list number that opens the sentence
+("1. Nodule." stays one sentence). Decimals ("2.5 mm") never split because no
+space follows their point. With ``line_breaks=True`` (the report editor's prose)
+a line break also ends a sentence; otherwise white space, line breaks included,
+is collapsed. This is the one splitter of the application and the engine: the
+editor and the grounding check must agree on where sentences end.
 """
 
 from __future__ import annotations
@@ -21,10 +25,16 @@ ABBREVIATIONS = frozenset({
 })
 _BOUNDARY = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[\"'(\[]?[A-Z0-9%])")
 _BULLET = re.compile(r"^\s*(?:[-*\u2022]|\d{1,2}[.)])\s+")
+_LIST_NUMBER = re.compile(r"\d{1,2}[.)]")
 
 
-def split_sentences(text: str) -> list[str]:
-    """Sentences of ``text`` (white space collapsed), in order; empty input gives an empty list."""
+def split_sentences(text: str, *, line_breaks: bool = False) -> list[str]:
+    """Sentences of ``text`` (white space collapsed), in order; empty input gives an empty list.
+
+    ``line_breaks=True`` makes every line break a sentence end as well (blank lines are skipped).
+    """
+    if line_breaks:
+        return [s for line in text.splitlines() for s in split_sentences(line)]
     flat = " ".join(text.split())
     if not flat:
         return []
@@ -32,7 +42,7 @@ def split_sentences(text: str) -> list[str]:
     start = 0
     for m in _BOUNDARY.finditer(flat):
         candidate = flat[start:m.start()].rstrip()
-        if _ends_with_abbreviation(candidate):
+        if _ends_with_abbreviation(candidate) or _LIST_NUMBER.fullmatch(candidate):
             continue
         end = m.start() + len(m.group(0).rstrip())
         piece = flat[start:end].strip()

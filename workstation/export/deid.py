@@ -28,7 +28,8 @@ is done, recursively through every sequence:
   Dates"); times are kept.
 - Text values (every string element and SR text item) have the patient's name
   parts, ID, accession number and birth date, and the names of the signing
-  radiologist and addenda authors, replaced by ``[removed]``.
+  radiologist and addenda authors, replaced by ``[removed]`` (``identifier_patterns``, the
+  same rule that cleans the notes a report drafter sees).
 - PatientIdentityRemoved = YES, DeidentificationMethod says the above,
   LongitudinalTemporalInformationModified = MODIFIED.
 
@@ -46,6 +47,7 @@ import hashlib
 import logging
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -111,18 +113,15 @@ class Deidentifier:
         return 1 + int(self._hash("days", patient_id, patient_name)[:8], 16) % 365
 
     def learn(self, *identifiers: str) -> None:
-        """Add identifiers (names, IDs...) to remove from every text value."""
-        for ident in identifiers:
-            for part in _parts(ident):
-                if part not in self._identifiers:
-                    self._identifiers.append(part)
+        """Add identifiers (names, IDs...) to remove from every text value (see ``identifier_patterns``)."""
+        for pattern in identifier_patterns(*identifiers):
+            if pattern not in self._identifiers:
+                self._identifiers.append(pattern)
         self._identifiers.sort(key=len, reverse=True)
 
     def scrub(self, text: str) -> str:
-        """``text`` with every known identifier replaced by ``[removed]`` (case-insensitive, whole words)."""
-        for ident in self._identifiers:
-            text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(ident)}(?![A-Za-z0-9])", REDACTED, text, flags=re.IGNORECASE)
-        return text
+        """``text`` with every known identifier replaced by ``[removed]`` (``remove_identifiers``)."""
+        return remove_identifiers(text, self._identifiers)
 
     def study_info(self, info: StudyInfo) -> StudyInfo:
         """The report header's study information, de-identified the same way as the DICOM objects."""
@@ -177,16 +176,45 @@ class Deidentifier:
                 elem.value = self.scrub(str(elem.value))
 
 
-def _parts(identifier: str) -> list[str]:
-    """Pieces of an identifier worth searching for: the whole value and name components of 3+ characters."""
-    text = str(identifier).strip()
-    if len(text) < 3:
-        return []
-    out = [text]
-    if "^" in text or " " in text:
-        out.append(" ".join(p for p in re.split(r"[\^ ]+", text) if p))
-        out.extend(p for p in re.split(r"[\^ ,]+", text) if len(p) >= 3)
-    return out
+_MIN_VALUE = 3  # whole values shorter than this (an ID "12") would eat measurements out of the text
+_MIN_NAME_PART = 2  # name parts as short as "Li" or "Ng" are real surnames
+
+
+def identifier_patterns(*identifiers: str) -> list[str]:
+    """Regular expressions for a patient's (or a signer's) known identifiers, longest first.
+
+    The one rule for removing known identifiers from free text, used by the
+    exports (``Deidentifier``) and by the notes a report drafter sees:
+
+    - each value of 3+ characters whole, in any case (IDs, accession numbers,
+      the name as stored, ``DOE^JOHN``), and a person name with its ``^`` as
+      spaces (``DOE JOHN``);
+    - each name part of 2+ letters where written capitalised (``Doe``, ``DOE``),
+      so that "demo patient" survives a patient called ``Demo^Phantom``;
+    - an 8-digit date (a birth date ``19500201``) also as ``1950-02-01``,
+      ``01/02/1950``, ``02/01/1950`` and ``01.02.1950``.
+    """
+    out: list[str] = []
+    for identifier in identifiers:
+        text = str(identifier).strip()
+        values = [text] if len(text) >= _MIN_VALUE else []
+        if "^" in text or " " in text:
+            joined = " ".join(p for p in re.split(r"[\^ ]+", text) if p)
+            values += [joined] if len(joined) >= _MIN_VALUE else []
+            parts = [p for p in re.split(r"[\^\s,]+", text) if len(p) >= _MIN_NAME_PART]
+            out += [f"(?-i:[{re.escape(p[0].upper())}]){re.escape(p[1:])}" for p in parts]
+        if len(text) == 8 and text.isdigit():
+            y, m, d = text[:4], text[4:6], text[6:]
+            values += [f"{y}-{m}-{d}", f"{d}/{m}/{y}", f"{m}/{d}/{y}", f"{d}.{m}.{y}"]
+        out += [re.escape(v) for v in values]
+    return sorted(dict.fromkeys(out), key=len, reverse=True)
+
+
+def remove_identifiers(text: str, patterns: Sequence[str]) -> str:
+    """``text`` with each ``identifier_patterns`` pattern (whole words) replaced by ``[removed]``."""
+    for pattern in patterns:
+        text = re.sub(rf"(?i)(?<![A-Za-z0-9]){pattern}(?![A-Za-z0-9])", REDACTED, text)
+    return text
 
 
 def _shift_da(value: str, days: int) -> str:

@@ -211,7 +211,7 @@ def _num(value: float | None, digits: int = 1) -> str:
 def _findings_tables(w: _Writer, result: AnalysisResult) -> None:
     f = result.findings
     if f.lesions:
-        w.heading("Lesions (AI; # as on the key images; Image: series and image through the centre)")
+        w.heading("Lesions (AI; Image: series and image through the centre)")
         volume = result.request.volume
         rows = [[f"{les.number}", readable_name(les.name), les.zone or les.location or les.side or "-",
                  f"{les.long_axis_mm:.1f} x {les.short_axis_mm:.1f}", lesion_volume_text(les.volume_ml),

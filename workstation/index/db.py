@@ -21,13 +21,15 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from workstation.dicomio.headers import InstanceHeader
 from workstation.dicomio.series import SeriesGroup, patient_key
 from workstation.dicomio.summary import SeriesSummary
+from workstation.index.rows import NoteRow, PatientRow, SeriesRow, StudyRow
+
+__all__ = ["NoteRow", "PatientRow", "SeriesRow", "StudyIndex", "StudyRow"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,23 +58,18 @@ CREATE TABLE IF NOT EXISTS notes (
     source TEXT NOT NULL, kind TEXT NOT NULL, text TEXT NOT NULL,
     UNIQUE(study_ref, source, kind));
 CREATE TABLE IF NOT EXISTS rejects (ref TEXT PRIMARY KEY, reason TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS studies_uid ON studies(study_uid);
+CREATE INDEX IF NOT EXISTS series_study ON series(study_ref);
+CREATE INDEX IF NOT EXISTS series_uid ON series(series_uid);
 """
-SCHEMA_OBJECTS = frozenset({"patients", "studies", "series", "instances", "instances_series", "notes", "rejects"})
-
-
-@dataclass(frozen=True)
-class SeriesRow:
-    """One series as stored in the index."""
-
-    id: int
-    series_key: str
-    study_id: int
-    series_uid: str
-    number: int | None
-    modality: str
-    description: str
-    kind: str
-    summary: dict[str, Any]
+# An index made before one of these objects existed gets it on its next open (all statements are IF NOT EXISTS).
+SCHEMA_OBJECTS = frozenset({"patients", "studies", "series", "instances", "instances_series", "notes", "rejects",
+                            "studies_uid", "series_study", "series_uid"})
+# A study with its patient, as ``StudyRow.from_sql`` reads it.
+STUDY_SELECT = ("SELECT s.id, s.study_key, s.study_uid, s.date, s.time, s.description, s.accession,"
+                " p.id AS p_id, p.patient_id AS p_patient_id, p.name AS p_name, p.birth_date AS p_birth_date,"
+                " p.sex AS p_sex FROM studies s JOIN patients p ON p.id = s.patient_ref")
+STUDY_ORDER = " ORDER BY s.date, s.time, s.id"
 
 
 class StudyIndex:
@@ -187,9 +184,15 @@ class StudyIndex:
 
     def series_of_refs(self, refs: Iterable[str]) -> dict[int, int]:
         """``{series_id: study_id}`` for the indexed files among ``refs``."""
-        wanted = set(refs)
-        rows = self._db.execute("SELECT i.ref, s.id, s.study_ref FROM instances i JOIN series s ON s.id = i.series_ref")
-        return {int(r["id"]): int(r["study_ref"]) for r in rows if r["ref"] in wanted}
+        wanted = sorted(set(refs))
+        found: dict[int, int] = {}
+        for start in range(0, len(wanted), 500):  # looked up by the unique index on ref, 500 at a time
+            chunk = wanted[start:start + 500]
+            rows = self._db.execute(
+                "SELECT DISTINCT s.id, s.study_ref FROM instances i JOIN series s ON s.id = i.series_ref"
+                f" WHERE i.ref IN ({','.join('?' for _ in chunk)})", chunk)
+            found.update((int(r["id"]), int(r["study_ref"])) for r in rows)
+        return found
 
     def set_summary(self, series_id: int, summary: SeriesSummary) -> None:
         """Store a series' kind and QA summary."""
@@ -208,62 +211,82 @@ class StudyIndex:
         self._db.executemany("INSERT OR REPLACE INTO rejects (ref, reason) VALUES (?,?)", list(rejects))
 
     # --- reading -----------------------------------------------------------------
-    def studies(self) -> list[dict[str, Any]]:
-        """All studies with their patient fields."""
-        rows = self._db.execute(
-            "SELECT s.*, p.patient_id, p.name AS patient_name, p.birth_date, p.sex FROM studies s"
-            " JOIN patients p ON p.id = s.patient_ref ORDER BY s.date, s.time, s.id")
-        return [dict(r) for r in rows]
+    def studies(self, ids: Iterable[int] | None = None) -> list[StudyRow]:
+        """All studies (or those with the given ids) with their patient, by date, time and id."""
+        if ids is None:
+            rows = self._db.execute(STUDY_SELECT + STUDY_ORDER)
+        else:
+            wanted = sorted(set(ids))
+            if not wanted:
+                return []
+            marks = ",".join("?" for _ in wanted)
+            rows = self._db.execute(f"{STUDY_SELECT} WHERE s.id IN ({marks}){STUDY_ORDER}", wanted)
+        return [StudyRow.from_sql(r) for r in rows]
 
-    def study(self, study_id: int) -> dict[str, Any] | None:
-        """One study by id."""
-        return next((s for s in self.studies() if s["id"] == study_id), None)
+    def _one_study(self, where: str, value: object) -> StudyRow | None:
+        r = self._db.execute(f"{STUDY_SELECT} WHERE {where}{STUDY_ORDER} LIMIT 1", (value,)).fetchone()
+        return StudyRow.from_sql(r) if r else None
+
+    def study(self, study_id: int) -> StudyRow | None:
+        """One study by id (None if there is none)."""
+        return self._one_study("s.id=?", study_id)
+
+    def study_by_key(self, study_key: str) -> StudyRow | None:
+        """The study with this key (StudyInstanceUID, or the index's ``nouid-`` substitute)."""
+        return self._one_study("s.study_key=?", study_key)
+
+    def study_by_uid(self, study_uid: str) -> StudyRow | None:
+        """The study with this StudyInstanceUID (None for ``""``: studies without one have no UID to find)."""
+        return self._one_study("s.study_uid=?", study_uid) if study_uid else None
+
+    def find_study(self, ident: str) -> StudyRow | None:
+        """A study by ``study:ID``, StudyInstanceUID or study key (None if none matches)."""
+        number = ident.removeprefix("study:")
+        if number != ident and number.isascii() and number.isdigit() and str(int(number)) == number:
+            return self.study(int(number))
+        return self.study_by_key(ident) or self.study_by_uid(ident)
 
     def series(self, study_id: int | None = None) -> list[SeriesRow]:
         """Series of a study (or all), ordered by series number."""
         sql = "SELECT * FROM series" + (" WHERE study_ref=?" if study_id is not None else "")
         rows = self._db.execute(sql + " ORDER BY study_ref, number, id",
                                 (study_id,) if study_id is not None else ())
-        return [self._series_row(r) for r in rows]
+        return [SeriesRow.from_sql(r) for r in rows]
 
-    @staticmethod
-    def _series_row(r: sqlite3.Row) -> SeriesRow:
-        return SeriesRow(r["id"], r["series_key"], r["study_ref"], r["series_uid"] or "", r["number"],
-                         r["modality"] or "", r["description"] or "", r["kind"] or "",
-                         json.loads(r["summary_json"] or "{}"))
+    def series_of_study(self, study_id: int) -> list[SeriesRow]:
+        """A study's series, ordered by series number (an indexed lookup)."""
+        return self.series(study_id)
+
+    def series_by_id(self, series_id: int) -> SeriesRow | None:
+        """One series by id (None if there is none)."""
+        r = self._db.execute("SELECT * FROM series WHERE id=?", (series_id,)).fetchone()
+        return SeriesRow.from_sql(r) if r else None
 
     def find_series(self, ident: str) -> SeriesRow | None:
         """A series by numeric id, series key, or SeriesInstanceUID."""
         if ident.isdigit():
-            r = self._db.execute("SELECT * FROM series WHERE id=?", (int(ident),)).fetchone()
-        else:
-            r = self._db.execute("SELECT * FROM series WHERE series_key=? OR series_uid=? LIMIT 1",
-                                 (ident, ident)).fetchone()
-        return self._series_row(r) if r else None
+            return self.series_by_id(int(ident))
+        r = self._db.execute("SELECT * FROM series WHERE series_key=? OR series_uid=? LIMIT 1",
+                             (ident, ident)).fetchone()
+        return SeriesRow.from_sql(r) if r else None
 
     def series_headers(self, series_id: int) -> list[InstanceHeader]:
         """The stored headers of a series' instances."""
         rows = self._db.execute("SELECT header_json FROM instances WHERE series_ref=?", (series_id,))
         return [InstanceHeader.from_dict(json.loads(r["header_json"])) for r in rows]
 
-    def notes(self, study_id: int) -> list[dict[str, Any]]:
-        """A study's clinical notes with where each came from."""
-        rows = self._db.execute("SELECT source, kind, text FROM notes WHERE study_ref=? ORDER BY id",
+    def notes(self, study_id: int) -> list[NoteRow]:
+        """A study's clinical notes with where each came from, oldest first."""
+        rows = self._db.execute("SELECT id, study_ref, source, kind, text FROM notes WHERE study_ref=? ORDER BY id",
                                 (study_id,))
-        return [dict(r) for r in rows]
+        return [NoteRow.from_sql(r) for r in rows]
 
     # --- editing notes (the notes panel) ------------------------------------------------
-    def note_rows(self, study_id: int) -> list[dict[str, Any]]:
-        """A study's notes with their row ids (``id``, ``source``, ``kind``, ``text``), oldest first."""
-        rows = self._db.execute("SELECT id, source, kind, text FROM notes WHERE study_ref=? ORDER BY id",
-                                (study_id,))
-        return [dict(r) for r in rows]
-
-    def note(self, note_id: int) -> dict[str, Any] | None:
-        """One note by row id (``id``, ``study_id``, ``source``, ``kind``, ``text``)."""
-        r = self._db.execute("SELECT id, study_ref AS study_id, source, kind, text FROM notes WHERE id=?",
+    def note(self, note_id: int) -> NoteRow | None:
+        """One note by row id (None if there is none)."""
+        r = self._db.execute("SELECT id, study_ref, source, kind, text FROM notes WHERE id=?",
                              (note_id,)).fetchone()
-        return dict(r) if r else None
+        return NoteRow.from_sql(r) if r else None
 
     def update_note(self, note_id: int, text: str) -> bool:
         """Replace a note's text, keeping its source and kind; True if the note exists.

@@ -181,7 +181,7 @@ class StorageListener:
                 arrival.study_ids, arrival.series_ids = result.study_ids, result.series_ids
                 arrival.added, arrival.rejected = result.added, len(result.rejected)
                 with StudyIndex(self.db_path) as index:
-                    arrival.study_uids = [s["study_uid"] for s in index.studies() if s["id"] in result.study_ids]
+                    arrival.study_uids = [s.study_uid for s in index.studies(result.study_ids)]
             except Exception as exc:
                 logger.exception("importing %d received files failed", len(files))
                 arrival.error = str(exc)

@@ -211,10 +211,10 @@ def known_sop_uids(index: StudyIndex, study_uid: str) -> set[str]:
     found: set[str] = set()
     if not study_uid:
         return found
-    for study in index.studies():
-        if study.get("study_uid") != study_uid:
-            continue
-        for row in index.series(int(study["id"])):
-            found.update(h.sop_instance_uid for h in index.series_headers(row.id)
-                         if h.sop_instance_uid and Path(FileRef.parse(h.ref).path).exists())
+    study = index.study_by_uid(study_uid)
+    if study is None:
+        return found
+    for row in index.series_of_study(study.id):
+        found.update(h.sop_instance_uid for h in index.series_headers(row.id)
+                     if h.sop_instance_uid and Path(FileRef.parse(h.ref).path).exists())
     return found

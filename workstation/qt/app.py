@@ -7,6 +7,9 @@
 (``workstation gui TARGET``, ``workstation demo``) is on screen and its stored
 analysis has been looked up, printing one line that says what was opened, which
 AI result is shown and how many model runs were started (tests, scripts).
+``ensure_app`` also installs the exception hook with the error dialog
+(``workstation.qt.errors``), so every way the window is made reports uncaught
+exceptions the same way: logged with their traceback, one dialog on screen.
 """
 
 from __future__ import annotations
@@ -18,12 +21,14 @@ import sys
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
+from workstation.qt.errors import install_error_dialog
 from workstation.qt.main_window import MainWindow
 from workstation.qt.messages import install_qt_message_handler
 from workstation.qt.refcount_guard import guard_none_refcount
 from workstation.settings import Settings, resources_dir
 
 logger = logging.getLogger(__name__)
+
 
 def _style_sheet() -> str:
     path = resources_dir() / "style" / "dark.qss"
@@ -35,15 +40,15 @@ def _style_sheet() -> str:
 
 
 def ensure_app() -> QApplication:
-    """The running QApplication, created if needed; Qt's messages go to logging from here on."""
+    """The running QApplication, created if needed; Qt's messages and uncaught exceptions go to logging from here on."""
     install_qt_message_handler()  # first: the platform plugin already speaks while the app is made
     app = QApplication.instance()
-    if isinstance(app, QApplication):
-        return app
-    guard_none_refcount()  # a no-op unless a PySide6 build with the 6.12.0 reference bug is installed
-    app = QApplication(sys.argv[:1])
-    app.setApplicationName("Radiology Workstation")
-    app.setStyleSheet(_style_sheet())
+    if not isinstance(app, QApplication):
+        guard_none_refcount()  # a no-op unless a PySide6 build with the 6.12.0 reference bug is installed
+        app = QApplication(sys.argv[:1])
+        app.setApplicationName("Radiology Workstation")
+        app.setStyleSheet(_style_sheet())
+    install_error_dialog(app)  # idempotent: one hook, one dialog per application
     return app
 
 

@@ -16,7 +16,7 @@ import logging
 from collections import defaultdict
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QMimeData, QSize, Qt, Signal
 from PySide6.QtGui import (
@@ -34,6 +34,9 @@ from PySide6.QtWidgets import QLabel, QLineEdit, QStyle, QTreeWidget, QTreeWidge
 from workstation.dicomio.display import dicom_date, person_name
 from workstation.qt.thumbnails import ThumbnailLoader, picture_icon, placeholder_icon, status_dot
 from workstation.settings import Settings
+
+if TYPE_CHECKING:
+    from workstation.index.rows import PatientRow, StudyRow
 
 logger = logging.getLogger(__name__)
 
@@ -106,17 +109,17 @@ def age_at(birth: str | None, on: str | None) -> str:
     return f"{years} y" if years < 150 else ""
 
 
-def patient_text(study: dict[str, Any], latest_date: str | None) -> str:
+def patient_text(patient: PatientRow, latest_date: str | None) -> str:
     """``FAMILY, Given — ID 123 · M · 68 y · born 1956-02-10`` (only the parts the data has)."""
-    bits = [f"ID {study['patient_id']}" if study.get("patient_id") else "no ID"]
-    if study.get("sex"):
-        bits.append(str(study["sex"]))
-    age = age_at(study.get("birth_date"), latest_date)
+    bits = [f"ID {patient.patient_id}" if patient.patient_id else "no ID"]
+    if patient.sex:
+        bits.append(patient.sex)
+    age = age_at(patient.birth_date, latest_date)
     if age:
         bits.append(age)
-    if study.get("birth_date"):
-        bits.append(f"born {display_date(study['birth_date'])}")
-    return f"{display_name(study.get('patient_name'))} — {' · '.join(bits)}"
+    if patient.birth_date:
+        bits.append(f"born {display_date(patient.birth_date)}")
+    return f"{display_name(patient.name)} — {' · '.join(bits)}"
 
 
 def local_paths(mime: QMimeData) -> list[Path]:
@@ -194,14 +197,14 @@ class StudyBrowser(QWidget):
         by_study: dict[int, list[Any]] = defaultdict(list)
         for row in series:
             by_study[row.study_id].append(row)
-        by_patient: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        by_patient: dict[int, list[StudyRow]] = defaultdict(list)
         for study in studies:
-            by_patient[study["patient_ref"]].append(study)
+            by_patient[study.patient.id].append(study)
         self.tree.clear()
         self._items.clear()
-        patients = sorted(by_patient.values(), key=lambda ss: display_name(ss[0]["patient_name"]).lower())
+        patients = sorted(by_patient.values(), key=lambda ss: display_name(ss[0].patient.name).lower())
         for group in patients:
-            group.sort(key=lambda s: (s["date"] or "", s["time"] or ""), reverse=True)
+            group.sort(key=lambda s: (s.date, s.time), reverse=True)
             self._add_patient(group, by_study)
         self.empty.setVisible(not studies)
         self.tree.setVisible(bool(studies))
@@ -269,33 +272,33 @@ class StudyBrowser(QWidget):
         self.thumbnails.shutdown()
 
     # --- building ------------------------------------------------------------------
-    def _add_patient(self, studies: list[dict[str, Any]], by_study: dict[int, list[Any]]) -> None:
+    def _add_patient(self, studies: list[StudyRow], by_study: dict[int, list[Any]]) -> None:
         first = studies[0]
-        top = QTreeWidgetItem([patient_text(first, first["date"]), "", ""])
+        top = QTreeWidgetItem([patient_text(first.patient, first.date), "", ""])
         font = QFont(top.font(COL_NAME))
         font.setBold(True)
         top.setFont(COL_NAME, font)
-        key = f"p{first['patient_ref']}"
+        key = f"p{first.patient.id}"
         top.setData(COL_NAME, LEVEL_ROLE, "patient")
         top.setData(COL_NAME, KEY_ROLE, key)
         self.tree.addTopLevelItem(top)
         top.setFirstColumnSpanned(True)
         for study in studies:
-            self._add_study(top, study, by_study.get(study["id"], []))
+            self._add_study(top, study, by_study.get(study.id, []))
         top.setExpanded(key not in self._collapsed)
 
-    def _add_study(self, parent: QTreeWidgetItem, study: dict[str, Any], rows: list[Any]) -> None:
-        date = display_date(study["date"]) or "date unknown"
-        desc = text_or_none(study["description"]) or "(no study description)"
+    def _add_study(self, parent: QTreeWidgetItem, study: StudyRow, rows: list[Any]) -> None:
+        date = display_date(study.date) or "date unknown"
+        desc = text_or_none(study.description) or "(no study description)"
         modalities = "/".join(sorted({r.modality for r in rows if r.modality}))
         images = sum(int((r.summary or {}).get("instances") or 0) for r in rows)
         counts = f"{len(rows)} series" + (f" · {images} images" if images else "")
-        item = QTreeWidgetItem([f"{date}   {desc}\n{counts}", modalities, ""])
+        item = QTreeWidgetItem([f"{desc}\n{date} · {counts}", modalities, ""])
         tip = [f"Study date {date}", desc]
-        if study.get("accession"):
-            tip.append(f"Accession {study['accession']}")
+        if study.accession:
+            tip.append(f"Accession {study.accession}")
         item.setToolTip(COL_NAME, "\n".join(tip))
-        key = f"s{study['id']}"
+        key = f"s{study.id}"
         item.setData(COL_NAME, LEVEL_ROLE, "study")
         item.setData(COL_NAME, KEY_ROLE, key)
         parent.addChild(item)

@@ -124,7 +124,7 @@ class ReadingSession(QObject):
         if row is None or study is None:
             self.problem.emit("Series not found", f"Series {series_id} is no longer in the study index.")
             return False
-        info = ViewerInfo(study.get("patient_name") or "", study.get("date") or "", row.description, row.modality)
+        info = ViewerInfo(study.patient.name, study.date, row.description, row.modality)
         self.current = OpenSeries(row.id, row.study_id, row.modality, row.description, info)
         self._volume = None
         self._auto_model = None

@@ -41,6 +41,7 @@ from workstation.services.jobs import (
     describe_device,
     keep_result,
     run_job,
+    supersede,
     warm_up,
 )
 
@@ -150,9 +151,7 @@ class AnalysisWorker(QObject):
         ``keep`` receives the result on the worker thread (the analysis store).
         """
         self.start()
-        if self._active is not None:
-            self._active.token.cancel()
-        self._generation += 1
+        self._generation = supersede(self._active, self._generation)
         job = Job(self._generation, request, series_id, policy=policy or InterpolationPolicy(hint=""), label=label,
                   keep=keep)
         self._active = job

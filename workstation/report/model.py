@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from inference.report.sentences import split_sentences as _split_sentences
+
 logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
@@ -226,22 +228,11 @@ class Addendum:
         return cls(str(data["text"]), str(data["author"]), str(data["added_at"]))
 
 
-_ABBREVIATIONS = ("e.g.", "i.e.", "approx.", "vs.", "cf.", "Dr.", "no.", "Fig.", "ca.", "etc.")
-_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\"'])|\n+")
-
-
 def split_sentences(text: str) -> list[str]:
-    """Split prose into sentences: on ``.``, ``!``, ``?`` before a capital or digit, and on line breaks.
+    """Split editor prose into sentences: the engine's splitter, with line breaks also ending a sentence.
 
-    Decimal numbers (``3.5 mm``) never split (no space after the point), and
-    common abbreviations (``e.g.``, ``Dr.``) do not end a sentence. A numbered
-    list item (``1. Nodule...``) stays one sentence with its number.
+    Decimal numbers (``3.5 mm``), abbreviations (``e.g.``, ``Dr.``) and initials
+    do not end a sentence, and a numbered list item (``1. Nodule...``) stays one
+    sentence with its number, exactly as the grounding check splits a draft.
     """
-    pieces = [p.strip() for p in _SPLIT.split(text.strip()) if p and p.strip()]
-    out: list[str] = []
-    for piece in pieces:
-        if out and (out[-1].endswith(_ABBREVIATIONS) or re.fullmatch(r"\d+[.)]", out[-1])):
-            out[-1] = f"{out[-1]} {piece}"
-        else:
-            out.append(piece)
-    return out
+    return _split_sentences(text, line_breaks=True)

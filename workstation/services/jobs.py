@@ -15,12 +15,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 from inference.cancel import CancelledError, CancelToken
 from inference.contract import AnalysisRequest, AnalysisResult, DeviceChoice
 from inference.engine import Engine
-from inference.errors import GeometryError, InterpolatedSeriesError, ModelError, NotAVolumeError, WorkstationError
+from inference.errors import WorkstationError
+from workstation.services.failures import user_message
 from workstation.services.interpolation import InterpolationPolicy, run_checked
 
 logger = logging.getLogger(__name__)
@@ -127,27 +128,25 @@ def warm_up() -> None:
             logger.warning("could not preload %s", name, exc_info=True)
 
 
+class _HasToken(Protocol):
+    @property
+    def token(self) -> CancelToken: ...
+
+
+def supersede(active: _HasToken | None, generation: int) -> int:
+    """Cancel the running job, if any, and return the next generation number.
+
+    The workers run the newest request only: a new submission cancels the one
+    before, and outcomes of older generations are dropped when they arrive.
+    """
+    if active is not None:
+        active.token.cancel()
+    return generation + 1
+
+
 def failure_message(exc: BaseException, model_id: str) -> str:
-    """A message that names the problem: model, geometry, memory, or an unexpected error."""
-    if isinstance(exc, ModelError):
-        text = str(exc)
-        if "out of memory" in text.lower():
-            return f"Out of memory: {text}. Close other programs or analyse on the CPU."
-        return f"Model problem: {text}"
-    if isinstance(exc, InterpolatedSeriesError):
-        return str(exc)
-    if isinstance(exc, GeometryError):
-        return f"Geometry problem: {exc}"
-    if isinstance(exc, NotAVolumeError):
-        return f"Not an image volume: {exc}"
-    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" \
-            or "out of memory" in str(exc).lower():
-        return (f"Out of memory while running '{model_id}': the series is too large for the free memory. "
-                "Close other programs or analyse on the CPU.")
-    if isinstance(exc, WorkstationError):
-        return str(exc)
-    return (f"Unexpected error while running '{model_id}' ({type(exc).__name__}: {exc}). "
-            "The details are in the log.")
+    """The user's sentence for an analysis failure (``workstation.services.failures.user_message``)."""
+    return user_message(exc, f"running '{model_id}'")
 
 
 def run_job(engine: Engine, job: Job, mailbox: ProgressMailbox) -> Outcome:

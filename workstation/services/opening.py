@@ -49,13 +49,6 @@ def _volumes(rows: list[SeriesRow]) -> list[SeriesRow]:
     return [r for r in rows if r.kind in VOLUME_KINDS]
 
 
-def _study_of(ident: str, index: StudyIndex) -> int | None:
-    for study in index.studies():
-        if ident in (f"study:{study['id']}", study["study_uid"], study["study_key"]):
-            return int(study["id"])
-    return None
-
-
 def _from_path(path: Path, index: StudyIndex, settings: Settings) -> OpenTarget:
     result = import_paths([path], index, workers=settings.import_workers)
     rows = [row for sid in result.series_ids if (row := index.find_series(str(sid))) is not None]
@@ -77,11 +70,11 @@ def resolve_open_target(target: str, index: StudyIndex, settings: Settings) -> O
         raise NotAVolumeError(f"{path}: {path_problem(path)}")
     if path.exists():
         return _from_path(path, index, settings)
-    study_id = _study_of(target, index)
-    if study_id is not None:
-        if not _volumes(index.series(study_id)):
+    study = index.find_study(target)
+    if study is not None:
+        if not _volumes(index.series_of_study(study.id)):
             raise NotAVolumeError(f"{target}: the study holds no image volume to show")
-        return OpenTarget(study_id)
+        return OpenTarget(study.id)
     row = index.find_series(target)
     if row is not None:
         if row.kind not in VOLUME_KINDS:

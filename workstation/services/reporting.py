@@ -54,7 +54,7 @@ from inference.volume import Volume
 from workstation.dicomio.headers import InstanceHeader
 from workstation.dicomio.series import study_key
 from workstation.export import ExportError, ExportOptions, ValidationResult, export_study
-from workstation.export.deid import Deidentifier
+from workstation.export.deid import Deidentifier, identifier_patterns, remove_identifiers
 from workstation.export.files import safe_target, write_atomic
 from workstation.index.db import StudyIndex
 from workstation.report import AutosaveStore, DraftSource, Provenance, ReportDocument, ReportError
@@ -73,7 +73,6 @@ REPORT_JSON = "report.json"
 DRAFT_STATUS = "DRAFT - not signed"
 DEFAULT_FORMATS = frozenset({"seg", "sr", "report_sr", "pdf", "txt"})
 _ANALYSIS_END, _DRAFT_END = 0.6, 0.9
-_REMOVED = "[removed]"
 _UNPRINTABLE = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x9f\ufffd]")
 
 
@@ -134,26 +133,6 @@ def configured_llm_dir(settings: Settings) -> Path | None:
     return Path(value) if value else None
 
 
-def _identifiers(patient_name: str, patient_id: str, birth_date: str) -> list[str]:
-    """Patterns of the patient's own identifiers: name parts, the ID, the birth date as commonly written."""
-    out = [re.escape(patient_id.strip())] if len(patient_id.strip()) >= 2 else []
-    parts = [p for p in re.split(r"[\^\s,]+", patient_name) if len(p) >= 2]
-    # a name part is matched where capitalised (as names are written), so "demo patient" survives "Demo^Phantom"
-    out += [f"(?-i:[{re.escape(p[0].upper())}]){re.escape(p[1:])}" for p in parts]
-    d = birth_date.strip()
-    if len(d) == 8 and d.isdigit():
-        y, m, dd = d[:4], d[4:6], d[6:]
-        out += [re.escape(x) for x in (d, f"{y}-{m}-{dd}", f"{dd}/{m}/{y}", f"{m}/{dd}/{y}", f"{dd}.{m}.{y}")]
-    return sorted(out, key=len, reverse=True)
-
-
-def remove_identifiers(text: str, patterns: Sequence[str]) -> str:
-    """``text`` with each identifier pattern (whole words, case-insensitive) replaced by ``[removed]``."""
-    for pattern in patterns:
-        text = re.sub(rf"(?i)(?<![A-Za-z0-9]){pattern}(?![A-Za-z0-9])", _REMOVED, text)
-    return text
-
-
 def _note_source(source: str, kind: str, number: int) -> str:
     """A note's source as the drafter sees it: the DICOM field, or the kind and number (never a path)."""
     if source.startswith("DICOM "):
@@ -172,17 +151,17 @@ def report_inputs(index: StudyIndex | None, study_id: int | None, result: Analys
     """
     study = index.study(study_id) if index is not None and study_id is not None else None
     first = headers[0] if headers else None
-    if study is not None and index is not None and study_id is not None:
-        rows = index.notes(study_id)
-        patterns = _identifiers(study.get("patient_name") or "", study.get("patient_id") or "",
-                                study.get("birth_date") or "")
-        description = study.get("description") or ""
+    rows: list[tuple[str, str, str]]  # (source, kind, text) of each note
+    if study is not None and index is not None:
+        rows = [(n.source, n.kind, n.text) for n in index.notes(study.id)]
+        patterns = identifier_patterns(study.patient.name, study.patient.patient_id, study.patient.birth_date)
+        description = study.description
     else:
         rows = _notes_of_files(headers)
-        patterns = _identifiers(first.patient_name, first.patient_id, first.patient_birth_date) if first else []
+        patterns = identifier_patterns(first.patient_name, first.patient_id, first.patient_birth_date) if first else []
         description = first.study_description if first else ""
-    notes = tuple(ClinicalNote(_note_source(str(r["source"]), str(r.get("kind", "")), i),
-                               remove_identifiers(str(r["text"]), patterns)) for i, r in enumerate(rows, start=1))
+    notes = tuple(ClinicalNote(_note_source(source, kind, i), remove_identifiers(text, patterns))
+                  for i, (source, kind, text) in enumerate(rows, start=1))
     prov = result.provenance
     technique = TechniqueFacts.from_metadata(volume.modality, volume.metadata,
                                              remove_identifiers(description, patterns))
@@ -190,11 +169,12 @@ def report_inputs(index: StudyIndex | None, study_id: int | None, result: Analys
                         analysis=f"{prov.model_id} {prov.model_version}".strip())
 
 
-def _notes_of_files(headers: Sequence[InstanceHeader]) -> list[dict[str, Any]]:
+def _notes_of_files(headers: Sequence[InstanceHeader]) -> list[tuple[str, str, str]]:
+    """``(source, kind, text)`` of the notes in the headers' DICOM fields and the text files beside them."""
     from workstation.notes import notes_from_folders, notes_from_headers
 
     found = [*notes_from_headers(headers), *notes_from_folders(h.ref for h in headers)]
-    return [{"source": n.source, "kind": n.kind, "text": n.text} for n in found]
+    return [(n.source, n.kind, n.text) for n in found]
 
 
 # ----------------------------------------------------------------------------- draft and document
@@ -282,8 +262,8 @@ def _check_out_dir(out: Path, headers: Sequence[InstanceHeader]) -> None:
 
 
 def _study_id(index: StudyIndex, header: InstanceHeader) -> int | None:
-    key = study_key(header)
-    return next((int(s["id"]) for s in index.studies() if s["study_key"] == key), None)
+    study = index.study_by_key(study_key(header))
+    return study.id if study is not None else None
 
 
 def run_report(settings: Settings, target: str, out_dir: Path, *, llm_dir: Path | None = None,

@@ -14,6 +14,7 @@ from workstation.dicomio.summary import summarize_series
 from workstation.dicomio.volume_builder import NonUniform, SeriesVolumes, load_series
 from workstation.index.db import StudyIndex
 from workstation.index.importer import ImportResult, import_paths, read_headers
+from workstation.index.rows import StudyRow
 from workstation.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -74,10 +75,10 @@ def resolve_for_analysis(ident: str, index: StudyIndex | None, modalities: tuple
         candidates = [SeriesSource(f"{path} series {g.first.series_number or '-'} "
                                    f"({g.first.series_description or g.first.modality})", g.headers) for g in groups]
     elif index is not None:
-        study = _find_study(ident, index)
+        study = index.find_study(ident)
         if study is None:
             return resolve_series(ident, index)
-        for row in index.series(study["id"]):
+        for row in index.series_of_study(study.id):
             if row.kind in ("volume", "multi_volume"):
                 candidates.append(SeriesSource(f"series {row.id} ({row.description or row.modality})",
                                                index.series_headers(row.id)))
@@ -105,13 +106,6 @@ def _check_unusable_path(path: Path) -> None:
         raise NotAVolumeError(f"{path}: {path_problem(path)}")
 
 
-def _find_study(ident: str, index: StudyIndex) -> dict[str, Any] | None:
-    for study in index.studies():
-        if ident in (f"study:{study['id']}", study["study_uid"], study["study_key"]):
-            return study
-    return None
-
-
 def load_series_volumes(source: SeriesSource, nonuniform: NonUniform = "resample") -> SeriesVolumes:
     """Read a resolved series into volumes (recorded in the audit trail as the study being opened)."""
     from workstation.services.audit_trail import study_opened
@@ -124,7 +118,9 @@ def load_series_volumes(source: SeriesSource, nonuniform: NonUniform = "resample
 
 def series_json(index: StudyIndex, series_id: int) -> dict[str, Any]:
     """One indexed series as JSON (id, number, modality, description, kind, QA...)."""
-    row = next(r for r in index.series() if r.id == series_id)
+    row = index.series_by_id(series_id)
+    if row is None:
+        raise KeyError(f"no series {series_id} in the index")
     out: dict[str, Any] = {
         "id": row.id, "key": row.series_key, "series_uid": row.series_uid, "number": row.number,
         "modality": row.modality, "description": row.description,
@@ -134,22 +130,23 @@ def series_json(index: StudyIndex, series_id: int) -> dict[str, Any]:
     return out
 
 
-def study_json(index: StudyIndex, study: dict[str, Any], series_ids: set[int] | None = None) -> dict[str, Any]:
-    """One study with its series and notes."""
-    rows = [r for r in index.series(study["id"]) if series_ids is None or r.id in series_ids]
+def study_json(index: StudyIndex, study: StudyRow, series_ids: set[int] | None = None) -> dict[str, Any]:
+    """One study with its series and notes (the ``--json`` output of ``import`` and ``list``)."""
+    rows = [r for r in index.series_of_study(study.id) if series_ids is None or r.id in series_ids]
+    patient = study.patient
     return {
-        "id": study["id"], "study_uid": study["study_uid"] or "", "key": study["study_key"],
-        "date": study["date"], "description": study["description"], "accession": study["accession"],
-        "patient": {"id": study["patient_id"], "name": study["patient_name"], "sex": study["sex"],
-                    "birth_date": study["birth_date"]},
+        "id": study.id, "study_uid": study.study_uid, "key": study.study_key,
+        "date": study.date, "description": study.description, "accession": study.accession,
+        "patient": {"id": patient.patient_id, "name": patient.name, "sex": patient.sex,
+                    "birth_date": patient.birth_date},
         "series": [series_json(index, r.id) for r in rows],
-        "notes": index.notes(study["id"]),
+        "notes": [n.to_json() for n in index.notes(study.id)],
     }
 
 
 def import_result_json(index: StudyIndex, result: ImportResult) -> dict[str, Any]:
     """The machine-readable import summary printed by ``import --json``."""
-    studies = [s for s in index.studies() if s["id"] in set(result.study_ids)]
+    studies = index.studies(result.study_ids)
     touched = set(result.series_ids)
     return {
         "files_seen": result.files_seen,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from PySide6.QtCore import QModelIndex, QSortFilterProxyModel, Qt, Signal, Slot
-from PySide6.QtGui import QColor, QIcon, QPixmap, QStandardItem, QStandardItemModel
+from PySide6.QtGui import QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHeaderView,
@@ -33,6 +33,7 @@ from inference.findings_model import Lesion, StructureFinding, lesion_volume_tex
 from inference.image_refs import lesion_text
 from inference.volume import Volume
 from workstation.qt.panels.targets import FindingTarget, display_name, lesion_target, structure_target
+from workstation.qt.viewer.overlay_panel import swatch
 
 logger = logging.getLogger(__name__)
 
@@ -112,12 +113,6 @@ def _structure_row(st: StructureFinding) -> _Row:
     return _Row(st, (name, f"{fmt_volume(st.volume_ml)} mL", fmt_mean(st.mean, st.std, st.units, False), "", where, ""),
                 (name.lower(), st.volume_ml, st.mean if st.mean is not None else float("-inf"), -1.0, where,
                  -1), tip)
-
-
-def _swatch(color: tuple[int, int, int]) -> QIcon:
-    pix = QPixmap(12, 12)
-    pix.fill(QColor(*color))
-    return QIcon(pix)
 
 
 class FindingsPanel(QWidget):
@@ -217,7 +212,7 @@ class FindingsPanel(QWidget):
                 item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             items[0].setData(i, ROW_ROLE)
             if label is not None:
-                items[0].setIcon(_swatch(label.color))
+                items[0].setIcon(swatch(label.color, 12))
             self.model.appendRow(items)
         self.table.setSortingEnabled(True)
         units = {r.finding.units for r in self._rows if r.finding.units}

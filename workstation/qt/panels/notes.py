@@ -171,9 +171,9 @@ class NotesPanel(QWidget):
             from workstation.index.db import StudyIndex
 
             with StudyIndex(self.db_path) as index:
-                rows = index.note_rows(study_id)
+                rows = index.notes(study_id)
         for row in rows:
-            self._add_card(NoteCard(int(row["id"]), row["source"], row["kind"], row["text"]))
+            self._add_card(NoteCard(row.id, row.source, row.kind, row.text))
         self.empty.setVisible(not self.cards)
         logger.debug("notes panel: study %s, %d notes", study_id, len(rows))
 
@@ -226,7 +226,7 @@ class NotesPanel(QWidget):
                             continue  # an empty new note is not stored
                         card.note_id = index.add_typed_note(self.study_id, text)
                         row = index.note(card.note_id)
-                        card.source = str(row["source"]) if row else card.source
+                        card.source = row.source if row else card.source
                         card.header.setText(card_header(card.source, card.kind))
                     else:
                         index.update_note(card.note_id, text)

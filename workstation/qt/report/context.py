@@ -113,7 +113,7 @@ def study_key_of_series(db_path: Path, series_id: int) -> str | None:
     with StudyIndex(db_path) as index:
         row = index.find_series(str(series_id))
         study = index.study(row.study_id) if row is not None else None
-    return str(study["study_key"]) if study is not None else None
+    return study.study_key if study is not None else None
 
 
 def study_id_of_key(db_path: Path, study_key: str) -> int | None:
@@ -121,7 +121,8 @@ def study_id_of_key(db_path: Path, study_key: str) -> int | None:
     from workstation.index import StudyIndex
 
     with StudyIndex(db_path) as index:
-        return next((int(s["id"]) for s in index.studies() if s["study_key"] == study_key), None)
+        study = index.study_by_key(study_key)
+    return study.id if study is not None else None
 
 
 def study_title_of_key(db_path: Path, study_key: str) -> str:
@@ -133,11 +134,10 @@ def study_title_of_key(db_path: Path, study_key: str) -> str:
     from workstation.index import StudyIndex
 
     with StudyIndex(db_path) as index:
-        study = next((s for s in index.studies() if s["study_key"] == study_key), None)
+        study = index.study_by_key(study_key)
     if study is None:
         return ""
-    parts = (person_name(study.get("patient_name")), str(study.get("description") or ""),
-             dicom_date(study.get("date")))
+    parts = (person_name(study.patient.name), study.description, dicom_date(study.date))
     return " – ".join(p for p in parts if p)
 
 
@@ -151,7 +151,7 @@ def context_for_series(db_path: Path, series_id: int, result: AnalysisResult, vo
         study_id = row.study_id if row is not None else None
         study = index.study(study_id) if study_id is not None else None
         inputs = report_inputs(index, study_id, result, volume)
-    key = str(study["study_key"]) if study is not None else f"series-{series_id}"
+    key = study.study_key if study is not None else f"series-{series_id}"
     return ReportContext(study_key=key, result=result, inputs=inputs,
                          study_description=inputs.technique.study_description,
                          series_uid=row.series_uid if row is not None else "", series_id=series_id,

@@ -35,8 +35,9 @@ from typing import Any, Literal
 from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, Signal, Slot
 
 from inference.cancel import CancelToken
-from inference.errors import WorkstationError
 from inference.report import GroundingReport, ReportDraft, ReportInputs
+from workstation.services.failures import user_message
+from workstation.services.jobs import supersede
 
 logger = logging.getLogger(__name__)
 
@@ -166,8 +167,7 @@ class _DraftThread(QThread):
         except Exception as exc:  # reported to the GUI, the thread keeps serving
             logger.exception("report draft %d failed", gen)
             self._release()
-            text = str(exc) if isinstance(exc, WorkstationError) else f"{type(exc).__name__}: {exc}"
-            return DraftOutcome("failed", gen, message=text)
+            return DraftOutcome("failed", gen, message=user_message(exc, "drafting the report"))
         logger.info("report draft %d ready (%s): %d sentences, %d flagged, %.2f s", gen,
                     draft.metadata.get("drafter", "?"), len(grounding.sentences), len(grounding.flagged),
                     time.perf_counter() - t0)
@@ -210,9 +210,7 @@ class DraftWorker(QObject):
             raise RuntimeError("the report drafting worker was shut down")
         if not self._thread.isRunning():
             self._thread.start(QThread.Priority.LowPriority)
-        if self._active is not None:
-            self._active.token.cancel()
-        self._generation += 1
+        self._generation = supersede(self._active, self._generation)
         self._active = DraftJob(self._generation, inputs, llm_dir, device, max_new_tokens, CancelToken())
         self._thread.jobs.put(self._active)
         logger.info("submitted report draft %d (%s)", self._generation, "language model" if llm_dir else "template")

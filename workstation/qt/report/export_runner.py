@@ -17,6 +17,7 @@ from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 from inference.errors import WorkstationError
 from workstation.qt.report.context import ReportContext
 from workstation.report import ReportDocument
+from workstation.services.failures import is_expected, user_message
 
 logger = logging.getLogger(__name__)
 
@@ -44,13 +45,12 @@ class _ExportThread(QThread):
                 export_written(self.doc.study_key, self.folder, [], exc, signed=self.doc.signed)
                 raise
             export_written(self.doc.study_key, self.folder, result.files.values(), signed=self.doc.signed)
-        except (WorkstationError, OSError, ValueError) as exc:
-            logger.warning("report export failed: %s", exc)
-            self.failed.emit(str(exc))
-            return
-        except Exception as exc:  # an unexpected failure is still reported, never lost on the thread
-            logger.exception("report export failed")
-            self.failed.emit(f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # every failure is reported, never lost on the thread
+            if is_expected(exc):
+                logger.warning("report export failed: %s", exc)
+            else:
+                logger.exception("report export failed")
+            self.failed.emit(user_message(exc, "exporting the report"))
             return
         self.done.emit(result)
 

@@ -4,12 +4,12 @@ Qt layer only; it reads ``inference.volume.Volume`` and ``inference.labels.Label
 and never imports torch, MONAI or transformers.
 """
 
+from workstation.imaging import Preset, PresetBook, auto_window, load_presets
 from workstation.qt.refcount_guard import guard_none_refcount
 from workstation.qt.viewer.measure import RoiMeasurement, RulerMeasurement, ViewMeasurement
 from workstation.qt.viewer.mpr import LAYOUTS, MprViewer
 from workstation.qt.viewer.orientation import PLANES, Plane, PlaneGeometry, plane_geometries
 from workstation.qt.viewer.overlay_panel import OverlayPanel
-from workstation.qt.viewer.presets import Preset, PresetBook, auto_window, load_presets
 from workstation.qt.viewer.slab import SLAB_MODES, SlabMode, SlabSettings
 from workstation.qt.viewer.slab_control import SlabToolbar
 from workstation.qt.viewer.slice_view import SliceView

@@ -16,6 +16,7 @@ from PySide6.QtCore import QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QPainter, QPaintEvent
 from PySide6.QtWidgets import QWidget
 
+from inference.labels import readable_name
 from workstation.qt.viewer import painting
 from workstation.qt.viewer.image_number import acquired_image_text, plane_image_text
 
@@ -79,7 +80,7 @@ class InfoPane(QWidget):
             out.append(("LEGEND" + ("" if ov.visible else " (overlay hidden)"), HEADING, None))
             for lab in ov.table:
                 shown = lab.value not in ov.hidden
-                out.append((lab.name, painting.TEXT_COLOUR if shown else DIM,
+                out.append((readable_name(lab.name, capitalize=True), painting.TEXT_COLOUR if shown else DIM,
                             QColor(*lab.color) if shown else QColor(60, 60, 60)))
         if st.measurements:
             out.append(("MEASUREMENTS", HEADING, None))

@@ -31,13 +31,13 @@ from PySide6.QtGui import QCloseEvent, QKeyEvent
 from PySide6.QtWidgets import QGridLayout, QWidget
 
 from inference.volume import Volume
+from workstation.imaging import Preset, PresetBook, auto_window, load_presets
 from workstation.qt.viewer.cine import CineControl
 from workstation.qt.viewer.info_pane import InfoPane
 from workstation.qt.viewer.keys import handle_key
 from workstation.qt.viewer.measure import ViewMeasurement
 from workstation.qt.viewer.orientation import PLANES, Plane, plane_geometries
 from workstation.qt.viewer.overlay_control import OverlayControl
-from workstation.qt.viewer.presets import Preset, PresetBook, auto_window, load_presets
 from workstation.qt.viewer.slab_control import SlabControl
 from workstation.qt.viewer.slice_view import SliceView
 from workstation.qt.viewer.state import TOOLS, Tool, ViewerInfo, ViewerState, next_version
