@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from benchmarks.machine import cpu_name  # noqa: E402
-from inference.report import ReportInputs, TransformersDrafter  # noqa: E402
+from inference.drafting import ReportInputs, TransformersDrafter  # noqa: E402
 from tests.llm_factory import build_tiny_llm, parameter_count, sample_inputs  # noqa: E402
 
 

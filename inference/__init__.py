@@ -6,13 +6,13 @@ lazily inside the model adapters, so the GUI starts fast.
 
 from inference.cancel import CancelledError, CancelToken
 from inference.contract import (
+    AnalysisProvenance,
     AnalysisRequest,
     AnalysisResult,
     DeviceChoice,
     Model,
     ModelOutput,
     ProgressCallback,
-    Provenance,
     RunContext,
     no_progress,
 )
@@ -23,12 +23,13 @@ from inference.errors import (
     UnreadableFileError,
     WorkstationError,
 )
-from inference.findings_model import Findings, Lesion, Measurement, StructureFinding, side_of
+from inference.findings import Findings, Lesion, Measurement, StructureFinding, side_of
 from inference.labels import Code, Label, LabelTable, default_color
 from inference.volume import LPS_TO_RAS, SourceImage, SourceImages, Volume, affine_from_geometry
 
 __all__ = [
     "LPS_TO_RAS",
+    "AnalysisProvenance",
     "AnalysisRequest",
     "AnalysisResult",
     "CancelToken",
@@ -46,7 +47,6 @@ __all__ = [
     "ModelOutput",
     "NotAVolumeError",
     "ProgressCallback",
-    "Provenance",
     "RunContext",
     "SourceImage",
     "SourceImages",

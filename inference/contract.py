@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from inference.cancel import CancelToken
-from inference.findings_model import Findings, Lesion, Measurement
+from inference.findings import Findings, Lesion, Measurement
 from inference.labels import LabelTable
 from inference.volume import Volume
 
@@ -95,7 +95,7 @@ class Model(Protocol):
 
 
 @dataclass
-class Provenance:
+class AnalysisProvenance:
     """Which model made a result, where, how long each stage took, and what happened on the way."""
 
     model_id: str
@@ -121,7 +121,7 @@ class AnalysisResult:
     labelmap: npt.NDArray[np.integer[Any]]
     label_table: LabelTable
     findings: Findings
-    provenance: Provenance
+    provenance: AnalysisProvenance
 
     def labelmap_volume(self) -> Volume:
         """The label map as a volume on the request's grid."""

@@ -17,11 +17,11 @@ import numpy as np
 
 from inference.cancel import CancelToken
 from inference.contract import (
+    AnalysisProvenance,
     AnalysisRequest,
     AnalysisResult,
     Model,
     ProgressCallback,
-    Provenance,
     RunContext,
     no_progress,
 )
@@ -91,8 +91,8 @@ class Engine:
             cancel: CancelToken | None = None) -> AnalysisResult:
         """Run one request to completion (or ``CancelledError``/``ModelError``)."""
         from inference.device import choose_device, release_device_memory
-        from inference.findings import compute_findings
-        from inference.findings_lesions import attach_image_refs
+        from inference.findings.lesions import attach_image_refs
+        from inference.findings.measure import compute_findings
 
         cancel = cancel or CancelToken()
         volume = request.volume
@@ -131,5 +131,5 @@ class Engine:
         timings["findings"] = time.perf_counter() - t1
         timings["total"] = time.perf_counter() - t0
         ctx.progress(1.0, "done")
-        prov = Provenance(model.id, model.version, device.device, device.name, device.amp, timings, ctx.notes)
+        prov = AnalysisProvenance(model.id, model.version, device.device, device.name, device.amp, timings, ctx.notes)
         return AnalysisResult(request, labelmap, output.label_table, findings, prov)

@@ -31,7 +31,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from inference.findings_model import Lesion
+from inference.findings import Lesion
 from inference.volume import SourceImage, Volume
 
 logger = logging.getLogger(__name__)

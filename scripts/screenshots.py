@@ -49,7 +49,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["WORKSTATION_CONFIG_DIR"] = str(Path(tmp) / "config")
         os.environ["WORKSTATION_DATA_DIR"] = str(Path(tmp) / "data")
-        from inference.findings_model import Lesion
+        from inference.findings import Lesion
         from inference.image_refs import lesion_text
         from workstation.demo import generate_demo_study
         from workstation.qt.app import create_main_window

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from inference.report.inputs import ReportInputs
+    from inference.drafting.inputs import ReportInputs
 
 CORPUS = [
     "Clinical information: follow-up of a right upper lobe nodule; evaluate emphysema.",
@@ -93,8 +93,8 @@ def parameter_count(folder: Path) -> int:
 def sample_inputs(notes: tuple[tuple[str, str], ...] | None = None, comparison: str = "") -> ReportInputs:
     """``ReportInputs`` shaped like the demo study's analysis (numbers taken from it), built without running it."""
     from inference.builtin_ct.table import LABEL_TABLE
-    from inference.findings_model import Findings, Lesion, Measurement, StructureFinding
-    from inference.report.inputs import ClinicalNote, ReportInputs, TechniqueFacts
+    from inference.drafting.inputs import ClinicalNote, ReportInputs, TechniqueFacts
+    from inference.findings import Findings, Lesion, Measurement, StructureFinding
 
     def structure(label: int, name: str, ml: float, mean: float, side: str, x: float) -> StructureFinding:
         return StructureFinding(label, name, int(ml / 0.005625), ml, mean, 10.0, "HU", (0, 0, 0), (10, 10, 10),

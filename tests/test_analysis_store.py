@@ -25,9 +25,9 @@ from PySide6.QtWidgets import QMessageBox
 from pytestqt.qtbot import QtBot
 
 from workstation.demo import generate_demo_study
+from workstation.document import AutosaveStore
 from workstation.qt.app import create_main_window
 from workstation.qt.main_window import MainWindow
-from workstation.report import AutosaveStore
 from workstation.services.analysis_store import AnalysisStore
 from workstation.settings import get_settings
 

@@ -19,7 +19,7 @@ from workstation import audit
 from workstation.cli import main
 from workstation.demo import generate_demo_study
 from workstation.demo.phantom import PATIENT_ID, PATIENT_NAME
-from workstation.report.document import ReportDocument
+from workstation.document.editing import ReportDocument
 from workstation.services.audit_trail import amend_report, sign_report
 
 

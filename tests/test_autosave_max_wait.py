@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from workstation.report.autosave import AUTOSAVE_MAX_WAIT_S, AutosaveStore, SaveSchedule
-from workstation.report.document import ReportDocument
+from workstation.document.autosave import AUTOSAVE_MAX_WAIT_S, AutosaveStore, SaveSchedule
+from workstation.document.editing import ReportDocument
 
 
 def test_schedule_debounces_but_never_waits_longer_than_the_maximum() -> None:
@@ -32,7 +32,7 @@ def test_schedule_debounces_but_never_waits_longer_than_the_maximum() -> None:
 def test_panel_saves_during_continuous_edits(qtbot: object, tmp_path: Path) -> None:
     from PySide6.QtCore import QCoreApplication
 
-    from workstation.qt.report.panel import ReportPanel
+    from workstation.qt.report_panel.panel import ReportPanel
 
     store = AutosaveStore(tmp_path / "drafts")
     panel = ReportPanel(store, autosave_ms=300, autosave_max_wait_ms=800)

@@ -16,9 +16,7 @@ from typing import Any
 import pytest
 
 from inference.cancel import CancelToken
-from inference.errors import ModelError
-from inference.findings_model import Findings, Lesion
-from inference.report import (
+from inference.drafting import (
     SECTIONS,
     ClinicalNote,
     ReportDraft,
@@ -33,9 +31,11 @@ from inference.report import (
     scrub_identifiers,
     split_sentences,
 )
-from inference.report.llm import offline_environment
-from inference.report.prompt import plain_prompt, user_prompt
-from inference.report.template import fleischner_note
+from inference.drafting.llm import offline_environment
+from inference.drafting.prompt import plain_prompt, user_prompt
+from inference.drafting.template import fleischner_note
+from inference.errors import ModelError
+from inference.findings import Findings, Lesion
 from tests.llm_factory import build_tiny_llm, sample_inputs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -95,7 +95,7 @@ def _identified_inputs() -> ReportInputs:
 
 
 def test_importing_the_report_package_stays_light() -> None:
-    code = ("import sys, inference.report, inference; "
+    code = ("import sys, inference.drafting, inference; "
             "bad = [m for m in ('torch', 'transformers', 'monai', 'scipy') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
@@ -326,7 +326,7 @@ def _drain(streamer: Any) -> list[str]:
 def test_streamer_decodes_incrementally_to_the_same_text(drafter: TransformersDrafter) -> None:
     import torch
 
-    from inference.report.streaming import make_streamer
+    from inference.drafting.streaming import make_streamer
 
     tok = drafter.tokenizer
     text = "Nodule 1: 22 x 22 mm, 94.3 cm² — naïve café\nLine two ends here."
@@ -346,7 +346,7 @@ def test_streamer_decodes_incrementally_to_the_same_text(drafter: TransformersDr
 def test_streamer_joins_text_arriving_faster_than_its_interval(drafter: TransformersDrafter) -> None:
     import torch
 
-    from inference.report.streaming import make_streamer
+    from inference.drafting.streaming import make_streamer
 
     tok = drafter.tokenizer
     ids = tok("right lung 2170 mL, left lung 1772 mL.", add_special_tokens=False)["input_ids"]

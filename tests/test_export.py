@@ -21,6 +21,7 @@ from inference.volume import Volume
 from tests.requirements import SYSTEM_TOOLS_FIX, requires
 from workstation.demo import generate_demo_study
 from workstation.dicomio.headers import InstanceHeader
+from workstation.document import DraftSource, ReportDocument
 from workstation.export import (
     Deidentifier,
     ExportError,
@@ -37,7 +38,6 @@ from workstation.export import (
 )
 from workstation.export.sr import tracking_name
 from workstation.export.validate import dciodvfy_path, parse_output
-from workstation.report import DraftSource, ReportDocument
 from workstation.services.studies import load_series_volumes, resolve_series
 
 NEEDS_DCIODVFY = requires(dciodvfy_path() is not None, "dciodvfy (Debian package dicom3tools) is not installed",

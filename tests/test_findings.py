@@ -14,12 +14,11 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-import inference.findings as findings_mod
+import inference.findings.measure as findings_mod
 from inference.errors import GeometryError, ModelError
-from inference.findings import compute_findings, label_statistics
-from inference.findings_geometry import voxel_width
-from inference.findings_model import Findings, Lesion, StructureFinding
-from inference.findings_zones import coverage_caution
+from inference.findings import Findings, Lesion, StructureFinding, coverage_caution
+from inference.findings.geometry import voxel_width
+from inference.findings.measure import compute_findings, label_statistics
 from inference.labels import Label, LabelTable, readable_name
 from inference.volume import Volume, affine_from_geometry
 

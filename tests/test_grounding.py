@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from inference.findings_model import Findings, Lesion, Measurement
-from inference.report import ClinicalNote, ReportDraft, ReportInputs, TemplateDrafter, check_draft, check_sentence
-from inference.report.draft import CLINICAL, COMPARISON, FINDINGS, IMPRESSION, TECHNIQUE
-from inference.report.facts import GroundingFacts, collect_facts
-from inference.report.quantities import find_quantities, format_value, parse_number
+from inference.drafting import ClinicalNote, ReportDraft, ReportInputs, TemplateDrafter, check_draft, check_sentence
+from inference.drafting.draft import CLINICAL, COMPARISON, FINDINGS, IMPRESSION, TECHNIQUE
+from inference.drafting.facts import GroundingFacts, collect_facts
+from inference.drafting.quantities import find_quantities, format_value, parse_number
+from inference.findings import Findings, Lesion, Measurement
 from tests.llm_factory import sample_inputs
 
 

@@ -26,10 +26,11 @@ import pytest
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
-from inference.contract import AnalysisRequest, AnalysisResult, Provenance
+from inference.contract import AnalysisProvenance, AnalysisRequest, AnalysisResult
+from inference.drafting.facts import collect_facts
 from inference.engine import Engine
-from inference.findings import compute_findings
-from inference.findings_model import Lesion
+from inference.findings import Lesion
+from inference.findings.measure import compute_findings
 from inference.image_refs import (
     grid_slice,
     image_ref,
@@ -41,16 +42,15 @@ from inference.image_refs import (
     slice_text,
 )
 from inference.labels import Label, LabelTable
-from inference.report.facts import collect_facts
 from inference.volume import SourceImage, SourceImages, Volume
 from tests import synth
 from workstation.demo import generate_demo_study
 from workstation.dicomio.headers import InstanceHeader, read_header_path
 from workstation.dicomio.stream import empty_volume, stream_layout, stream_refusal
 from workstation.dicomio.volume_builder import load_series, plan_series
+from workstation.document import DraftSource, ReportDocument
 from workstation.export import read_sources, render_pdf, write_measurement_sr, write_seg
 from workstation.imaging import key_slices, slice_caption
-from workstation.report import DraftSource, ReportDocument
 from workstation.services.analysis_record import findings_from_dict
 
 NODULE = LabelTable((Label(1, "lung_nodule", (255, 255, 0), lesion=True),))
@@ -356,7 +356,7 @@ def test_demo_findings_json_pdf_montage_and_sr_agree(demo: Demo, tmp_path: Path)
     for les in lesions:
         assert [by_uid[u] for u, _ in refs[f"{les.name} {les.number}"]] == [les.instance_number]
     # the report's facts carry them for the drafter
-    from inference.report.inputs import ReportInputs
+    from inference.drafting.inputs import ReportInputs
 
     facts = collect_facts(ReportInputs(findings=result.findings, label_table=result.label_table))
     links = {f.link.key: f.link for f in facts.facts if f.link.kind == "lesion"}
@@ -447,7 +447,7 @@ def test_real_ct_numbered_from_the_top_down(shared_data: Path, tmp_path: Path) -
     findings = compute_findings(volume, labels, NODULE)
     assert sorted(x.instance_number or 0 for x in findings.lesions) == sorted(x.instance_number or 0 for x in lesions)
     result = AnalysisResult(AnalysisRequest(volume, "test.nodules"), labels, NODULE, findings,
-                            Provenance("test.nodules", "1", "cpu", "CPU", False))
+                            AnalysisProvenance("test.nodules", "1", "cpu", "CPU", False))
     sources = read_sources(headers, volume)
     seg = write_seg(result, sources, tmp_path / "seg.dcm")
     path, _ = write_measurement_sr(result, sources, seg, tmp_path / "sr.dcm")

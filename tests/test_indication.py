@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from inference.report.indication import Target, parse_indication, targets_of
-from inference.report.inputs import ClinicalNote
+from inference.drafting.indication import Target, parse_indication, targets_of
+from inference.drafting.inputs import ClinicalNote
 
 T = Target
 

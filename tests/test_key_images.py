@@ -12,13 +12,13 @@ import pytest
 
 from inference import AnalysisRequest, AnalysisResult, Volume
 from inference.engine import Engine
-from inference.findings_model import Measurement
+from inference.findings import Measurement
 from inference.labels import readable_name
 from workstation.demo import generate_demo_study
+from workstation.document import DraftSource, ReportDocument
 from workstation.export import pdf
 from workstation.imaging import key_slices
 from workstation.key_images import MARKER_COLOUR, edge_letters, key_image, key_window, legend, write_montage
-from workstation.report import DraftSource, ReportDocument
 from workstation.services.studies import load_series_volumes, resolve_series
 
 

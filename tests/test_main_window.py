@@ -56,7 +56,7 @@ def window(qtbot: QtBot, monkeypatch: pytest.MonkeyPatch) -> Iterator[MainWindow
     # no thread outlives the window: AI worker, loader pool, import pool, thumbnails
     assert not win.session.worker.is_running()
     assert win.pool.activeThreadCount() == 0
-    assert not win.session.loader.loading
+    assert not win.session.loading
     leaked = [w for w in QApplication.topLevelWidgets() if w.isVisible()]
     assert not leaked, f"top-level widgets left open: {leaked}"
 

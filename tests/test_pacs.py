@@ -405,7 +405,7 @@ def test_no_patient_data_in_logs(env: PacsEnv, tmp_path: Path, caplog: pytest.Lo
 
 
 def run_cli(argv: list[str]) -> int:
-    from workstation.pacs.cli import add_parser, run
+    from workstation.cli_pacs import add_parser, run
     from workstation.settings import get_settings
 
     parser = argparse.ArgumentParser()

@@ -106,7 +106,7 @@ def test_unknown_calling_ae_title_is_still_a_refusal(env: PacsEnv) -> None:
 
 
 def _pacs_cli(argv: list[str]) -> int:
-    from workstation.pacs.cli import add_parser, run
+    from workstation.cli_pacs import add_parser, run
     from workstation.settings import get_settings
 
     parser = argparse.ArgumentParser()

@@ -167,3 +167,31 @@ def test_file_header_and_commands_read_back() -> None:
     assert parsed.CommandField == 0x8001 and parsed.AffectedSOPInstanceUID == "1.2.3"
     fields = parse_command(cmd)
     assert fields[0x0100] == b"\x01\x80" and fields[0x0000] == (len(cmd) - 12).to_bytes(4, "little")
+
+
+def test_listener_analyses_arrivals_in_process_and_goes_on_after_a_failure(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import queue
+
+    import workstation.services.analysis as analysis
+    from workstation.cli_pacs import _analysis_worker
+
+    calls: list[tuple[str, Path, object]] = []
+
+    def analyze_target(target: str, out_dir: Path, settings: object) -> SimpleNamespace:
+        calls.append((target, out_dir, settings))
+        if target == "study:1":
+            raise ValueError("no series to analyse")
+        return SimpleNamespace(store_error="")
+
+    monkeypatch.setattr(analysis, "analyze_target", analyze_target)
+    jobs: queue.Queue[int | None] = queue.Queue()
+    for sid in (1, 2, None):
+        jobs.put(sid)
+    settings = SimpleNamespace(db_path=tmp_path / "index.sqlite")
+    _analysis_worker(jobs, tmp_path / "out", settings)
+    assert calls == [("study:1", tmp_path / "out" / "study-1", settings),
+                     ("study:2", tmp_path / "out" / "study-2", settings)]
+    out = capsys.readouterr().out
+    assert "analysis of index study 1 failed: no series to analyse" in out
+    assert f"analysis of index study 2 written to {tmp_path / 'out' / 'study-2'}" in out

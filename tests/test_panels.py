@@ -12,7 +12,7 @@ from scipy import ndimage as ndi
 
 from inference import AnalysisRequest, AnalysisResult, Volume
 from inference.engine import Engine
-from inference.findings_model import lesion_volume_text
+from inference.findings import lesion_volume_text
 from tests import dicom_factory as f
 from tests.bundle_factory import _write, metadata
 from workstation.index.db import StudyIndex

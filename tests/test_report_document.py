@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from workstation.report import (
+from workstation.document import (
     AutosaveStore,
     DraftSource,
-    Provenance,
     ReportDocument,
     ReportError,
     ReportLockedError,
+    SentenceOrigin,
     SignOffError,
     split_sentences,
 )
@@ -57,7 +57,7 @@ def test_split_sentences_keeps_decimals_abbreviations_and_list_items() -> None:
 ])
 def test_editor_and_grounding_split_sentences_alike(text: str, expected: list[str]) -> None:
     """The editor once had its own splitter; these are the cases where it and the engine's disagreed."""
-    from inference.report.sentences import split_sentences as engine_split
+    from inference.drafting.sentences import split_sentences as engine_split
 
     assert split_sentences(text) == expected
     assert engine_split(text) == expected
@@ -71,7 +71,7 @@ def test_draft_sentences_start_as_unreviewed_ai() -> None:
     doc = make_doc()
     assert [sec.title for sec in doc.sections] == list(DRAFT)
     assert len(ids(doc)) == 6
-    assert {s.provenance for _, s in doc.sentences()} == {Provenance.AI}
+    assert {s.provenance for _, s in doc.sentences()} == {SentenceOrigin.AI}
     assert doc.section("impression").text() == "1. Left upper lobe nodule, 12 mm.\n2. No effusion."
     assert "FINDINGS:\nA 12 mm nodule in the left upper lobe.\nNo pleural effusion." in doc.text()
     assert "CLINICAL INFORMATION:\nFormer smoker. Follow-up of a right upper lobe nodule." in doc.text()
@@ -92,16 +92,16 @@ def test_drafter_output_and_its_metadata_fit() -> None:
 def test_provenance_follows_accept_edit_type_and_delete() -> None:
     doc = make_doc()
     first, second, third = ids(doc)[:3]
-    assert doc.accept(first).provenance is Provenance.AI_ACCEPTED
+    assert doc.accept(first).provenance is SentenceOrigin.AI_ACCEPTED
     edited = doc.edit(second, "Follow-up of a left upper lobe nodule.")
-    assert edited is not None and edited.provenance is Provenance.EDITED
+    assert edited is not None and edited.provenance is SentenceOrigin.EDITED
     assert edited.ai_text == "Follow-up of a right upper lobe nodule."
     restored = doc.edit(second, "Follow-up of a right upper lobe nodule.")
-    assert restored is not None and restored.provenance is Provenance.AI_ACCEPTED
+    assert restored is not None and restored.provenance is SentenceOrigin.AI_ACCEPTED
     typed = doc.add("Findings", "Mild centrilobular emphysema.", after=third)
-    assert typed.provenance is Provenance.TYPED
+    assert typed.provenance is SentenceOrigin.TYPED
     assert [s.id for s in doc.section("Findings").sentences][1] == typed.id
-    assert doc.edit(typed.id, "Moderate emphysema.").provenance is Provenance.TYPED  # type: ignore[union-attr]
+    assert doc.edit(typed.id, "Moderate emphysema.").provenance is SentenceOrigin.TYPED  # type: ignore[union-attr]
     assert doc.edit(third, "  ") is None
     assert third not in ids(doc)
     with pytest.raises(ReportError):
@@ -151,8 +151,8 @@ def test_sign_off_records_who_when_models_and_diff_then_locks() -> None:
     assert datetime.fromisoformat(sign.signed_at).tzinfo == UTC
     assert sign.source == SOURCE
     assert sign.accepted_at_signing == 4  # the unreviewed AI sentences, accepted by signing
-    assert {s.provenance for _, s in doc.sentences()} == {Provenance.AI_ACCEPTED, Provenance.EDITED,
-                                                          Provenance.TYPED}
+    assert {s.provenance for _, s in doc.sentences()} == {SentenceOrigin.AI_ACCEPTED, SentenceOrigin.EDITED,
+                                                          SentenceOrigin.TYPED}
     assert "-A 12 mm nodule in the left upper lobe.\n" in sign.diff
     assert "+A 21 mm nodule in the left upper lobe.\n" in sign.diff
     assert "+3. Mild emphysema.\n" in sign.diff
@@ -263,7 +263,7 @@ def test_a_failed_save_keeps_the_previous_file(monkeypatch: pytest.MonkeyPatch) 
 
 CHILD = textwrap.dedent("""
     import sys
-    from workstation.report import AutosaveStore, DraftSource, ReportDocument
+    from workstation.document import AutosaveStore, DraftSource, ReportDocument
     doc = ReportDocument.from_draft("1.2.840.77.1", {"Findings": "A nodule. No effusion. " * 200},
                                     DraftSource("template", "1"))
     store = AutosaveStore()
@@ -302,4 +302,4 @@ def test_draft_survives_kill_9_and_is_offered_on_next_start() -> None:
     assert [d.study_key for d in drafts] == ["1.2.840.77.1"]
     doc = AutosaveStore().load("1.2.840.77.1")
     assert doc is not None and doc.revision >= 1 and not doc.signed
-    assert any(s.provenance is Provenance.EDITED for _, s in doc.sentences())
+    assert any(s.provenance is SentenceOrigin.EDITED for _, s in doc.sentences())

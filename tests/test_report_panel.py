@@ -27,11 +27,11 @@ from inference.engine import Engine
 from tests.llm_factory import build_tiny_llm
 from workstation.demo import generate_demo_study
 from workstation.dicomio.series import study_key
+from workstation.document import AutosaveStore, SentenceOrigin
 from workstation.qt.panels.targets import FindingTarget
-from workstation.qt.report import ReportContext, ReportPanel
-from workstation.qt.report.rows import FLAGGED_BG
-from workstation.qt.report.signoff import remembered_name
-from workstation.report import AutosaveStore, Provenance
+from workstation.qt.report_panel import ReportContext, ReportPanel
+from workstation.qt.report_panel.rows import FLAGGED_BG
+from workstation.qt.report_panel.signoff import remembered_name
 from workstation.services.reporting import report_inputs
 from workstation.services.studies import load_series_volumes, resolve_series
 
@@ -113,7 +113,7 @@ def test_template_draft_streams_in_then_is_an_editable_ai_document(qtbot: QtBot,
     assert doc is not None and doc.study_key == demo_context.study_key
     sentences = [s for _, s in doc.sentences()]
     assert len(sentences) > 15
-    assert {s.provenance for s in sentences} == {Provenance.AI}
+    assert {s.provenance for s in sentences} == {SentenceOrigin.AI}
     assert set(panel.editor.rows) == {s.id for s in sentences}
     assert panel.banner.text().startswith("AI DRAFT – not signed")
     assert "0 of" in panel.banner.text()
@@ -122,7 +122,7 @@ def test_template_draft_streams_in_then_is_an_editable_ai_document(qtbot: QtBot,
     # accept one, then every unflagged sentence
     first = sentence_id(panel, "Findings", 0)
     panel.accept_sentence(first)
-    assert doc.sentence(first).provenance is Provenance.AI_ACCEPTED
+    assert doc.sentence(first).provenance is SentenceOrigin.AI_ACCEPTED
     assert panel.accept_all_unflagged() == len(sentences) - 1
     assert not panel.editor.accept_all_button.isEnabled()
 
@@ -150,7 +150,7 @@ def test_flagged_sentences_are_highlighted_and_block_sign_off_until_resolved(
     size = sentence_id(panel, "Impression", 0)
     original = doc.sentence(size).text
     panel.edit_sentence(size, "3 lung nodule candidates; the largest measures 48 x 40 mm.")
-    assert doc.sentence(liver).provenance is Provenance.EDITED
+    assert doc.sentence(liver).provenance is SentenceOrigin.EDITED
     assert doc.sentence(liver).flags and doc.sentence(size).flags
     row = panel.editor.rows[liver]
     assert not row.reasons.isHidden() and "liver" in row.reasons.text()
@@ -174,7 +174,7 @@ def test_flagged_sentences_are_highlighted_and_block_sign_off_until_resolved(
     # resolve one by overriding its flag, the other by editing it back to what was measured
     panel.acknowledge_sentence(liver, "Seen on the images: known haemangioma")
     panel.edit_sentence(size, original)
-    assert doc.sentence(size).provenance is Provenance.AI_ACCEPTED and not doc.sentence(size).flags
+    assert doc.sentence(size).provenance is SentenceOrigin.AI_ACCEPTED and not doc.sentence(size).flags
     assert not doc.unresolved()
     assert panel.editor.flag_list.isHidden()
 
@@ -218,7 +218,7 @@ def test_edits_are_autosaved_after_a_debounce(qtbot: QtBot, make_panel: Any, dem
     saved = store.load(demo_context.study_key)
     assert saved is not None
     assert saved.sentence(sid).text == "Caution: emphysema index measured on thick sections."
-    assert saved.sentence(sid).provenance is Provenance.EDITED
+    assert saved.sentence(sid).provenance is SentenceOrigin.EDITED
     # a second panel (as after a restart) opens the saved draft of the study instead of drafting again
     again = make_panel()
     again.set_context(demo_context)
@@ -316,10 +316,10 @@ IMPORT_PROBE = textwrap.dedent("""
     from PySide6.QtWidgets import QApplication
     app = QApplication([])
     from tests.llm_factory import sample_inputs
-    from workstation.qt.report import DraftWorker
+    from workstation.qt.report_panel import DraftWorker
     worker = DraftWorker()
     outcome = []
-    worker.finished.connect(lambda g, d, r: (outcome.append(d.metadata["drafter"]), app.quit()))
+    worker.finished.connect(lambda g, d: (outcome.append(d.draft.metadata["drafter"]), app.quit()))
     worker.failed.connect(lambda g, m: (outcome.append("failed: " + m), app.quit()))
     worker.chunk.connect(lambda g, t: outcome.append("chunk"))
     worker.submit(sample_inputs(), Path(sys.argv[1]), "cpu", 16)
@@ -340,7 +340,7 @@ def test_torch_and_transformers_are_imported_on_the_drafting_thread_only(tiny_ll
 
 
 def test_a_superseded_draft_is_dropped(qtbot: QtBot, demo_context: ReportContext) -> None:
-    from workstation.qt.report import DraftWorker
+    from workstation.qt.report_panel import DraftWorker
 
     worker = DraftWorker(stream_interval_ms=0)
     try:
@@ -362,7 +362,7 @@ def test_a_superseded_draft_is_dropped(qtbot: QtBot, demo_context: ReportContext
 def test_context_from_the_index_and_switching_studies(qtbot: QtBot, make_panel: Any, demo_context: ReportContext,
                                                       store: AutosaveStore) -> None:
     from workstation.index import StudyIndex, import_paths
-    from workstation.qt.report import context_for_series, study_id_of_key, study_key_of_series
+    from workstation.qt.report_panel import context_for_series, study_id_of_key, study_key_of_series
     from workstation.settings import get_settings
 
     db = get_settings().db_path

@@ -18,20 +18,22 @@ from typing import Any
 import pydicom
 import pytest
 from pypdf import PdfReader
+from pytestqt.qtbot import QtBot
 
 from inference.cancel import CancelledError, CancelToken
-from inference.report import SECTIONS, ReportDraft, check_draft
-from inference.report.quantities import find_quantities
+from inference.drafting import SECTIONS, ReportDraft, TemplateDrafter, check_draft
+from inference.drafting.quantities import find_quantities
 from tests.requirements import SYSTEM_TOOLS_FIX, requires
 from workstation.cli import main
 from workstation.demo import generate_demo_study
 from workstation.demo.phantom import PATIENT_ID, PATIENT_NAME
+from workstation.document import AutosaveStore, ReportDocument, SentenceOrigin
 from workstation.export.validate import dciodvfy_path, validate_file
 from workstation.index import StudyIndex
-from workstation.report import AutosaveStore, Provenance, ReportDocument
 from workstation.services.analysis_record import RECORD_FILE, load_recorded_analysis
 from workstation.services.analysis_store import AnalysisStore
-from workstation.services.reporting import build_document, report_inputs, run_report
+from workstation.services.drafting import build_document
+from workstation.services.reporting import report_inputs, run_report
 from workstation.services.studies import SeriesSource, load_series_volumes, resolve_for_analysis
 from workstation.settings import Settings, get_settings
 
@@ -146,7 +148,7 @@ def test_template_draft_passes_its_grounding_and_the_document_keeps_links(study:
     doc = ReportDocument.from_dict(report["document"])
     sentences = [s for _, s in doc.sentences()]
     assert len(sentences) == len(grounding["sentences"])
-    assert all(s.provenance is Provenance.AI and s.ai_text == s.text and not s.flags for s in sentences)
+    assert all(s.provenance is SentenceOrigin.AI and s.ai_text == s.text and not s.flags for s in sentences)
     linked = [s for s in sentences if s.links]
     assert any(k.startswith("lesion:") for s in linked for k in s.links)  # nodule sentences navigate
     assert any(k.startswith("measurement:lung volume") for s in linked for k in s.links)
@@ -250,7 +252,7 @@ def test_llm_report_runs_offline_streams_and_grounds_every_sentence(study: Study
     sentences = [(sec.title, s) for sec, s in doc.sentences()]
     assert len(sentences) == len(checks) > 0
     for (title, sentence), check in zip(sentences, checks, strict=True):
-        assert sentence.provenance is Provenance.AI and sentence.text == check["text"] and title == check["section"]
+        assert sentence.provenance is SentenceOrigin.AI and sentence.text == check["text"] and title == check["section"]
         assert sentence.flags == check["reasons"]
         assert sentence.links == [ln["key"] for ln in check["links"]]
         if find_quantities(sentence.text):  # a number with a unit is either grounded (linked) or flagged
@@ -278,7 +280,7 @@ def test_invented_numbers_are_flagged_in_the_document(study: Study) -> None:
     good, invented, wrong_side = doc.section("Findings").sentences
     assert not good.flags and any(k.startswith("lesion:") for k in good.links)
     assert invented.flags and invented.unresolved and wrong_side.flags
-    assert all(s.provenance is Provenance.AI for _, s in doc.sentences())
+    assert all(s.provenance is SentenceOrigin.AI for _, s in doc.sentences())
     assert len(doc.unresolved()) == len(grounding.flagged) >= 2
 
 
@@ -311,6 +313,45 @@ def test_a_folder_outside_the_index_takes_its_notes_from_the_files(study: Study,
     assert "DICOM ReasonForTheRequestedProcedure" in sources and any(s.startswith("text file ") for s in sources)
     assert all(str(study.folder) not in n.source for n in run.inputs.notes)
     assert "Follow-up right upper lobe nodule" in run.document.section("Clinical information").text()
+
+
+def _sentences(doc: ReportDocument) -> list[tuple[str, str, list[str], list[str]]]:
+    return [(sec.title, s.text, list(s.flags), list(s.links)) for sec, s in doc.sentences()]
+
+
+def test_window_and_command_line_draft_through_one_pipeline(study: Study, tmp_path: Path, qtbot: QtBot) -> None:
+    """The window's draft worker and ``workstation report`` draft, clean, check and flag alike: a note with
+    control characters and U+FFFD comes out clean in both, and the two documents are the same."""
+    from workstation.qt.report_panel import DraftWorker, context_for_series
+
+    db = Path(shutil.copy(study.db, tmp_path / "index.sqlite"))
+    source = _source(study)
+    with StudyIndex(db) as index:
+        index.add_typed_note(1, "Cough\x07 since March \ufffd with fever;\x1b follow-up of the nodule.")
+        row = index.find_series(source.headers[0].series_uid)
+    assert row is not None
+    run = run_report(study.settings().model_copy(update={"db": db}), "study:1", _copy_analysis(study.out, tmp_path),
+                     device="cpu", export_formats={"txt"})
+    volume = load_series_volumes(source).volumes[0]
+    record = json.loads((study.out / RECORD_FILE).read_text(encoding="utf-8"))
+    result = load_recorded_analysis(study.out, source, "builtin.ct", record["model_version"], volume)
+    assert result is not None
+    ctx = context_for_series(db, row.id, result, volume)  # what the window drafts for
+    raw = TemplateDrafter().draft(ctx.inputs)  # the drafter quotes the note as it is: cleaning is the pipeline's
+    assert any(not c.isprintable() for _, _, text in raw.sentences() for c in text)
+    worker = DraftWorker(stream_interval_ms=0)
+    try:
+        with qtbot.waitSignal(worker.finished, timeout=30_000) as done:
+            worker.submit(ctx.subject)
+    finally:
+        assert worker.shutdown()
+    window = done.args[1].document
+    assert "Cough since March with fever" in run.document.text()  # the note is quoted, cleaned
+    assert all(c.isprintable() for _, s in window.sentences() for c in s.text)
+    assert _sentences(window) == _sentences(run.document)
+    assert [s.text for s in window.unresolved()] == [s.text for s in run.document.unresolved()]
+    assert (window.study_key, window.series_uid, window.source) == (run.document.study_key,
+                                                                    run.document.series_uid, run.document.source)
 
 
 # ----------------------------------------------------------------------------- de-identification, errors, cancel

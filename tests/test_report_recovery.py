@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from pytestqt.qtbot import QtBot
 
-from inference.report import SECTIONS, TemplateDrafter
+from inference.drafting import SECTIONS, TemplateDrafter
 from tests.llm_factory import sample_inputs
-from workstation.qt.report import RecoveryDialog, ReportPanel, offer_recovery
-from workstation.report import AutosaveStore, DraftSource, Provenance, ReportDocument
+from workstation.document import AutosaveStore, DraftSource, ReportDocument, SentenceOrigin
+from workstation.qt.report_panel import RecoveryDialog, ReportPanel, offer_recovery
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = "1.2.826.0.1.3680043.10.99.1"
@@ -32,10 +32,10 @@ CHILD = textwrap.dedent("""
     from pathlib import Path
     from PySide6.QtWidgets import QApplication
     app = QApplication([])
-    from inference.report import SECTIONS, TemplateDrafter
+    from inference.drafting import SECTIONS, TemplateDrafter
     from tests.llm_factory import sample_inputs
-    from workstation.qt.report import ReportPanel
-    from workstation.report import AutosaveStore, DraftSource, ReportDocument
+    from workstation.qt.report_panel import ReportPanel
+    from workstation.document import AutosaveStore, DraftSource, ReportDocument
 
     store = AutosaveStore(Path(sys.argv[1]))
     draft = TemplateDrafter().draft(sample_inputs())
@@ -103,7 +103,7 @@ def test_a_killed_session_offers_its_draft_back_with_the_edit(qtbot: QtBot, cras
     dialog.restore_button.click()
     (doc,) = dialog.documents()
     assert doc.sentence(sid).text == EDIT
-    assert doc.sentence(sid).provenance is Provenance.EDITED
+    assert doc.sentence(sid).provenance is SentenceOrigin.EDITED
     assert store.drafts(), "restoring keeps the crash copy until the report is exported"
     # and the restored draft carries on in a panel
     panel = ReportPanel(store)
@@ -162,7 +162,7 @@ def test_no_drafts_no_dialog_and_discard_removes_them(qtbot: QtBot, tmp_path: Pa
     assert sum("signed, not yet exported" in t for t in texts) == 1
     from PySide6.QtCore import Qt
 
-    from workstation.qt.report.recovery import KEY_ROLE
+    from workstation.qt.report_panel.recovery import KEY_ROLE
 
     for i in range(dialog.list.count()):
         if dialog.list.item(i).data(KEY_ROLE) == "1.2.5":

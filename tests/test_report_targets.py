@@ -10,14 +10,13 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from inference.findings_model import Findings, Lesion, Measurement, StructureFinding
-from inference.findings_zones import coverage_caution
+from inference.drafting import ClinicalNote, ReportInputs, TechniqueFacts, TemplateDrafter, check_draft, check_sentence
+from inference.drafting.draft import FINDINGS, IMPRESSION
+from inference.drafting.facts import collect_facts
+from inference.drafting.prompt import user_prompt
+from inference.drafting.quantities import format_value
+from inference.findings import Findings, Lesion, Measurement, StructureFinding, coverage_caution
 from inference.labels import Label, LabelTable
-from inference.report import ClinicalNote, ReportInputs, TechniqueFacts, TemplateDrafter, check_draft, check_sentence
-from inference.report.draft import FINDINGS, IMPRESSION
-from inference.report.facts import collect_facts
-from inference.report.prompt import user_prompt
-from inference.report.quantities import format_value
 from workstation.demo import DemoTruth, NoduleTruth
 
 pytestmark = pytest.mark.slow

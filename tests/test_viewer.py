@@ -394,7 +394,7 @@ def test_cine_loops_through_slices(qtbot: QtBot, viewer: MprViewer) -> None:
 
 def test_layout_switch(qtbot: QtBot, viewer: MprViewer) -> None:
     viewer.set_volume(make_volume(AXIAL, (2.0, 1.0, 1.0), (10, 20, 20)))
-    panes = [viewer.view("axial"), viewer.view("coronal"), viewer.view("sagittal"), viewer.info_pane]
+    panes = [viewer.view("axial"), viewer.view("coronal"), viewer.view("sagittal"), viewer.mip_view]
     shown = {
         "1x3": [True, True, True, False],
         "2x2": [True, True, True, True],
@@ -416,8 +416,32 @@ def test_layout_switch(qtbot: QtBot, viewer: MprViewer) -> None:
     with pytest.raises(ValueError, match="layout"):
         viewer.set_layout("3x3")
     viewer.set_layout("2x2")
-    info = rgb(viewer.info_pane)
-    assert (info.max(axis=2) > 150).sum() > 500, "the fourth pane shows text, not an empty box"
+
+
+def test_fourth_pane_is_an_axial_mip_of_its_own(qtbot: QtBot, viewer: MprViewer) -> None:
+    """The 2x2 layout's fourth pane shows the axial plane as a 15 mm MIP: a nodule two slices away is seen
+    there while the plain axial view and the viewer's own slab setting stay as they were."""
+    def values(lps: npt.NDArray[np.float64]) -> npt.NDArray[np.int16]:
+        out = np.full(len(lps), -800, dtype=np.int16)
+        near = np.linalg.norm(lps - np.array([-5.0 + 10.0, 7.0 + 10.0, 11.0 + 2 * 2.5]), axis=1) < 3.0
+        out[near] = 300
+        return out
+
+    viewer.set_volume(make_volume(AXIAL, (2.5, 1.0, 1.0), (12, 20, 20), values))
+    viewer.set_window_level(1500, -600)
+    viewer.go_to_index((0, 10, 10))
+    viewer.set_layout("2x2")
+    assert viewer.mip_view.isVisible() and not viewer.slab().active
+    plain, mip = viewer.view("axial"), viewer.mip_view
+    spot = widget_point(mip, (0, 10, 10))
+
+    def brightness(view: SliceView) -> int:
+        return int(rgb(view)[int(spot.y()) - 3:int(spot.y()) + 4, int(spot.x()) - 3:int(spot.x()) + 4].max())
+
+    assert brightness(mip) > brightness(plain) + 100, "the MIP pane shows the nodule two slices away"
+    assert "MIP 15 mm" in mip.corner_text["bl"] and "MIP 15 mm" not in plain.corner_text["bl"]
+
+
 
 
 # ----------------------------------------------------------------------------- measurements

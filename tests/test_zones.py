@@ -10,9 +10,8 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from inference.findings import compute_findings
-from inference.findings_model import Findings, Lesion
-from inference.findings_zones import LungPart, Zone, coverage_caution, cut_lungs, lung_part, parse_zone
+from inference.findings import Findings, Lesion, LungPart, Zone, coverage_caution, cut_lungs, lung_part, parse_zone
+from inference.findings.measure import compute_findings
 from inference.labels import Label, LabelTable
 from inference.volume import Volume
 

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from inference.errors import WorkstationError
+from workstation import cli_pacs as pacs_cli
 from workstation import selftest
 from workstation.logs import configure_logging, install_excepthook, print_error_line
-from workstation.pacs import cli as pacs_cli
 from workstation.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -218,36 +218,24 @@ class _TerminalProgress:
 
 
 def _cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
-    from workstation.index import StudyIndex
-    from workstation.services.analysis import analyze_source, make_engine, write_outputs
-    from workstation.services.analysis_record import record_analysis
-    from workstation.services.analysis_store import AnalysisStore
-    from workstation.services.interpolation import InterpolationPolicy
-    from workstation.services.studies import resolve_for_analysis
+    from workstation.services.analysis import analyze_target
 
-    engine = make_engine(settings)
-    model = engine.get(args.model)
-    with StudyIndex(settings.db_path) as index:
-        source = resolve_for_analysis(args.target, index, tuple(model.modalities))
     progress = _TerminalProgress()
     try:
-        result = analyze_source(source, engine, model_id=args.model, device=args.device, progress=progress,
-                                policy=InterpolationPolicy(settings.max_interpolated_share, args.allow_interpolated))
+        done = analyze_target(args.target, args.out, settings, model_id=args.model, device=args.device,
+                              progress=progress, allow_interpolated=args.allow_interpolated)
     finally:
         progress.close()
-    outputs = write_outputs(result, args.out, source.label)
-    record_analysis(args.out, source, result)  # lets a later `workstation report --out` reuse this analysis
-    try:  # and the window show it (and `report` reuse it wherever it writes)
-        AnalysisStore.for_settings(settings).save(source, result, copy_from=args.out)
-    except OSError as exc:
-        print(f"workstation: the analysis could not be kept in the analysis store ({exc}); the window will not "
-              "show it", file=sys.stderr)
+    if done.store_error:
+        print(f"workstation: the analysis could not be kept in the analysis store ({done.store_error}); the window "
+              "will not show it", file=sys.stderr)
+    source, result, outputs, model_title = done.source, done.result, done.outputs, done.model_title
     prov = result.provenance
-    print(f"{source.label}: {model.title} on {prov.device_name} in {prov.timings_s.get('total', 0):.1f} s")
+    print(f"{source.label}: {model_title} on {prov.device_name} in {prov.timings_s.get('total', 0):.1f} s")
     for note in [*result.request.volume.notes, *prov.notes]:
         if note not in result.findings.cautions:  # an overridden refusal is printed once, as a caution
             print(f"  note: {note}")
-    from inference.findings_model import lesion_volume_text, unit_text
+    from inference.findings import lesion_volume_text, unit_text
     from inference.image_refs import lesion_text
 
     for m in result.findings.measurements:

@@ -270,7 +270,7 @@ class _Run:
         self.study_id: int | None = None
         self.series_id: int | None = None
         self.result: Any = None
-        self.inputs: Any = None  # the report inputs, kept for the language-model check
+        self.subject: Any = None  # what the report was drafted for, kept for the language-model check
 
     def step(self, name: str, action: Callable[[], str]) -> bool:
         """Run one step, record its outcome and time; True if it passed."""
@@ -369,7 +369,7 @@ class _Run:
         out = self.workdir / "report"
         res = run_report(self.settings, f"study:{self.study_id}", out, device=self.settings.device,
                          export_formats=EXPECTED_EXPORTS, reuse=False)  # not the worker's stored result: run again
-        self.inputs = res.inputs
+        self.subject = res.subject
         missing = [k for k in (*EXPECTED_EXPORTS, "json") if k not in res.files or not res.files[k].is_file()
                    or res.files[k].stat().st_size == 0]
         if missing:
@@ -386,14 +386,15 @@ class _Run:
 
     def language_model(self, folder: Path) -> str:
         """Load a local causal LM (offline) and draft a few tokens with it: the transformers path of the bundle."""
-        if self.inputs is None:
+        if self.subject is None:
             raise SelfTestError("no report inputs (the report step failed)")
-        from workstation.services.reporting import draft_report
+        from inference.drafting import make_drafter
+        from workstation.services.drafting import draft_document
 
         chunks: list[str] = []
-        draft, _ = draft_report(self.inputs, folder, self.settings.device, on_token=chunks.append,
-                                max_new_tokens=LLM_TOKENS)
-        meta = draft.metadata
+        drafter = make_drafter(folder, self.settings.device, LLM_TOKENS)
+        drafted = draft_document(self.subject, drafter, on_token=chunks.append)  # the pipeline the window runs
+        meta = drafted.draft.metadata
         if not chunks:
             raise SelfTestError(f"{folder.name}: no text was generated")
         return (f"{meta.get('drafter', '?')} {meta.get('model', folder.name)} on {meta.get('device', '?')}: "

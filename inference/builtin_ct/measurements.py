@@ -39,7 +39,7 @@ from inference.acquisition import is_sharp_kernel
 from inference.builtin_ct import assemble as a
 from inference.builtin_ct import soft_tissue as st
 from inference.builtin_ct import table as t
-from inference.findings_model import Measurement
+from inference.findings import Measurement
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ import numpy.typing as npt
 
 from inference.errors import NotAVolumeError, UnreadableFileError
 from workstation.dicomio.headers import InstanceHeader
-from workstation.dicomio.slices import Plane, mosaic_grid
+from workstation.dicomio.slices import ImagePlane, mosaic_grid
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ def _tile(arr: npt.NDArray[Any], h: InstanceHeader, tile: int) -> npt.NDArray[An
     return arr[0, r * rows:(r + 1) * rows, c * cols:(c + 1) * cols]
 
 
-def read_planes(planes: Sequence[Plane], out: npt.NDArray[Any], workers: int = 0) -> None:
+def read_planes(planes: Sequence[ImagePlane], out: npt.NDArray[Any], workers: int = 0) -> None:
     """Fill ``out[k]`` with the stored values of ``planes[k]`` (shape ``(n, rows, cols)``)."""
     direct: list[int] = []
     by_object: dict[str, list[int]] = defaultdict(list)

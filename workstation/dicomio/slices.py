@@ -1,7 +1,7 @@
 """Planes in patient space: what a volume is stacked from.
 
 A classic file is one plane; an enhanced multi-frame object is one plane per
-frame; a Siemens mosaic is one plane per tile. Each ``Plane`` carries its own
+frame; a Siemens mosaic is one plane per tile. Each ``ImagePlane`` carries its own
 position, orientation, spacing and rescale, so stacking logic is the same for all.
 """
 
@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Plane:
+class ImagePlane:
     """One 2-D image plane and where it sits in LPS space."""
 
     header: InstanceHeader
@@ -68,7 +68,7 @@ def mosaic_grid(h: InstanceHeader) -> int:
     return math.ceil(math.sqrt(h.mosaic_count))
 
 
-def planes_of(h: InstanceHeader) -> list[Plane]:
+def planes_of(h: InstanceHeader) -> list[ImagePlane]:
     """The planes of one object; empty when it lacks geometry."""
     if h.frames:
         return _frame_planes(h)
@@ -81,7 +81,7 @@ def planes_of(h: InstanceHeader) -> list[Plane]:
     if h.mosaic_count > 1:
         return _mosaic_planes(h, ipp, iop)
     return [
-        Plane(h, 0, -1, ipp, iop, h.pixel_spacing, h.rows, h.columns, h.slope, h.intercept, _temporal(h))
+        ImagePlane(h, 0, -1, ipp, iop, h.pixel_spacing, h.rows, h.columns, h.slope, h.intercept, _temporal(h))
     ]
 
 
@@ -94,8 +94,8 @@ def _unit_iop(iop: tuple[float, ...]) -> npt.NDArray[np.float64] | None:
     return np.concatenate([r / nr, c / nc])
 
 
-def _frame_planes(h: InstanceHeader) -> list[Plane]:
-    out: list[Plane] = []
+def _frame_planes(h: InstanceHeader) -> list[ImagePlane]:
+    out: list[ImagePlane] = []
     for index, fg in enumerate(h.frames):
         ipp_t = fg.ipp or h.ipp
         iop_t = fg.iop or h.iop
@@ -106,7 +106,7 @@ def _frame_planes(h: InstanceHeader) -> list[Plane]:
         if iop is None:
             return []
         out.append(
-            Plane(
+            ImagePlane(
                 h,
                 index,
                 -1,
@@ -123,7 +123,7 @@ def _frame_planes(h: InstanceHeader) -> list[Plane]:
     return out
 
 
-def _mosaic_planes(h: InstanceHeader, ipp: npt.NDArray[np.float64], iop: npt.NDArray[np.float64]) -> list[Plane]:
+def _mosaic_planes(h: InstanceHeader, ipp: npt.NDArray[np.float64], iop: npt.NDArray[np.float64]) -> list[ImagePlane]:
     """Siemens mosaic: ImagePositionPatient names the corner of the whole mosaic."""
     grid = mosaic_grid(h)
     rows, cols = h.rows // grid, h.columns // grid
@@ -134,6 +134,6 @@ def _mosaic_planes(h: InstanceHeader, ipp: npt.NDArray[np.float64], iop: npt.NDA
     normal = normal / np.linalg.norm(normal)
     step = h.spacing_between_slices or h.slice_thickness or 1.0
     return [
-        Plane(h, 0, k, first + k * step * normal, iop, (dr, dc), rows, cols, h.slope, h.intercept, _temporal(h))
+        ImagePlane(h, 0, k, first + k * step * normal, iop, (dr, dc), rows, cols, h.slope, h.intercept, _temporal(h))
         for k in range(h.mosaic_count)
     ]

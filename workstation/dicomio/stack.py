@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 from inference.errors import NotAVolumeError
 from workstation.dicomio.qa import SeriesQA, Status
-from workstation.dicomio.slices import Plane
+from workstation.dicomio.slices import ImagePlane
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ SHIFT_TOL_PX = 0.05
 class StackGeometry:
     """One volume's planes in order along the normal, and how to make a regular grid of them."""
 
-    planes: list[Plane]
+    planes: list[ImagePlane]
     positions: npt.NDArray[np.float64]
     normal: npt.NDArray[np.float64]
     spacing: float
@@ -73,7 +73,7 @@ class StackPlan:
 
     volumes: list[StackGeometry]
     qa: SeriesQA
-    excluded: list[Plane] = field(default_factory=list)
+    excluded: list[ImagePlane] = field(default_factory=list)
 
     @property
     def kind(self) -> str:
@@ -83,7 +83,7 @@ class StackPlan:
         return "single_image" if len(self.volumes[0].planes) == 1 else "volume"
 
 
-def _grid_key(p: Plane) -> tuple[object, ...]:
+def _grid_key(p: ImagePlane) -> tuple[object, ...]:
     return (
         p.rows,
         p.columns,
@@ -100,12 +100,12 @@ def orientation_label(normal: npt.NDArray[np.float64]) -> str:
     return name if abs(normal[axis]) > 0.9 else f"oblique (closest to {name})"
 
 
-def plan_stack(planes: list[Plane], series_label: str = "series") -> StackPlan:
+def plan_stack(planes: list[ImagePlane], series_label: str = "series") -> StackPlan:
     """Work out the volume(s) a set of planes makes; raise ``NotAVolumeError`` if none."""
     if not planes:
         raise NotAVolumeError(f"{series_label}: no image planes with position and orientation")
     qa = SeriesQA()
-    groups: dict[tuple[object, ...], list[Plane]] = defaultdict(list)
+    groups: dict[tuple[object, ...], list[ImagePlane]] = defaultdict(list)
     for p in planes:
         groups[_grid_key(p)].append(p)
     main_key = max(groups, key=lambda k: len(groups[k]))
@@ -130,9 +130,9 @@ def plan_stack(planes: list[Plane], series_label: str = "series") -> StackPlan:
     return StackPlan(geoms, qa, excluded)
 
 
-def _drop_duplicates(planes: list[Plane]) -> tuple[list[Plane], int]:
+def _drop_duplicates(planes: list[ImagePlane]) -> tuple[list[ImagePlane], int]:
     seen: set[tuple[object, ...]] = set()
-    out: list[Plane] = []
+    out: list[ImagePlane] = []
     for p in planes:
         uid = p.header.sop_instance_uid
         key = (uid, p.frame, p.tile, tuple(np.round(p.ipp, 3))) if uid else (p.header.ref, p.frame, p.tile)
@@ -156,7 +156,7 @@ def _cluster(values: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
     return labels
 
 
-def _split_repeats(planes: list[Plane], normal: npt.NDArray[np.float64], qa: SeriesQA) -> list[list[Plane]]:
+def _split_repeats(planes: list[ImagePlane], normal: npt.NDArray[np.float64], qa: SeriesQA) -> list[list[ImagePlane]]:
     d = np.array([p.ipp @ normal for p in planes])
     labels = _cluster(d)
     counts = Counter(labels.tolist())
@@ -165,14 +165,14 @@ def _split_repeats(planes: list[Plane], normal: npt.NDArray[np.float64], qa: Ser
         qa.add("repeated positions", Status.OK, "each position occurs once")
         return [planes]
 
-    def order_key(p: Plane) -> tuple[object, ...]:
+    def order_key(p: ImagePlane) -> tuple[object, ...]:
         temporal = tuple(math.inf if math.isnan(t) else t for t in p.temporal)
         return (*temporal, p.header.acquisition_time, p.header.instance_number or 0, p.frame, p.tile)
 
-    by_pos: dict[int, list[Plane]] = defaultdict(list)
+    by_pos: dict[int, list[ImagePlane]] = defaultdict(list)
     for label, p in zip(labels.tolist(), planes, strict=True):
         by_pos[label].append(p)
-    volumes: list[list[Plane]] = [[] for _ in range(repeats)]
+    volumes: list[list[ImagePlane]] = [[] for _ in range(repeats)]
     for group in by_pos.values():
         for t, p in enumerate(sorted(group, key=order_key)):
             volumes[t].append(p)
@@ -184,7 +184,7 @@ def _split_repeats(planes: list[Plane], normal: npt.NDArray[np.float64], qa: Ser
     return volumes
 
 
-def _geometry(planes: list[Plane], normal: npt.NDArray[np.float64]) -> StackGeometry:
+def _geometry(planes: list[ImagePlane], normal: npt.NDArray[np.float64]) -> StackGeometry:
     planes = sorted(planes, key=lambda p: float(p.ipp @ normal))
     d = np.array([p.ipp @ normal for p in planes])
     first = planes[0]

@@ -25,7 +25,7 @@ from workstation.dicomio.headers import InstanceHeader
 from workstation.dicomio.interpolation import INTERPOLATION_KEY, interpolation_summary
 from workstation.dicomio.pixels import read_planes, stored_dtype
 from workstation.dicomio.qa import SeriesQA
-from workstation.dicomio.slices import Plane, planes_of
+from workstation.dicomio.slices import ImagePlane, planes_of
 from workstation.dicomio.sopclasses import ObjectKind, object_kind
 from workstation.dicomio.stack import StackGeometry, StackPlan, plan_stack
 
@@ -48,9 +48,9 @@ class SeriesVolumes:
         return self.plan.qa
 
 
-def image_planes(headers: Sequence[InstanceHeader]) -> list[Plane]:
+def image_planes(headers: Sequence[InstanceHeader]) -> list[ImagePlane]:
     """All planes of the image objects among ``headers``."""
-    planes: list[Plane] = []
+    planes: list[ImagePlane] = []
     for h in headers:
         if object_kind(h.sop_class_uid, h.has_pixels) is ObjectKind.IMAGE and h.has_pixels:
             planes.extend(planes_of(h))

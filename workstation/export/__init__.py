@@ -13,7 +13,7 @@ from workstation.export.pdf import render_pdf, write_pdf
 from workstation.export.seg import SegExport, SegmentInfo, build_segmentation, plan_segments, write_seg
 from workstation.export.sources import ExportError, SourceSeries, StudyInfo, read_sources
 from workstation.export.sr import build_measurement_report, write_measurement_sr
-from workstation.export.sr_report import build_report_sr, write_report_sr
+from workstation.export.sr_document import build_report_sr, write_report_sr
 from workstation.export.text import report_text, write_text
 from workstation.export.validate import ValidationResult, validate_file
 

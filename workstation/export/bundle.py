@@ -16,16 +16,16 @@ from typing import Any
 
 from inference.contract import AnalysisResult
 from workstation.dicomio.headers import InstanceHeader
+from workstation.document.editing import ReportDocument
 from workstation.export.deid import Deidentifier
 from workstation.export.nifti import write_labelmap_nifti
 from workstation.export.pdf import write_pdf
 from workstation.export.seg import write_seg
 from workstation.export.sources import ExportError, read_sources
 from workstation.export.sr import write_measurement_sr
-from workstation.export.sr_report import write_report_sr
+from workstation.export.sr_document import write_report_sr
 from workstation.export.text import write_text
 from workstation.export.validate import ValidationResult, validate_file
-from workstation.report.document import ReportDocument
 
 logger = logging.getLogger(__name__)
 

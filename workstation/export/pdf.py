@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from inference.contract import AnalysisResult
-from inference.findings_model import lesion_volume_text, unit_text
+from inference.findings import lesion_volume_text, unit_text
 from inference.image_refs import lesion_text
 from inference.labels import readable_name
+from workstation.document.editing import ReportDocument
 from workstation.export.deid import Deidentifier
 from workstation.export.files import APPLICATION, safe_target, software_version, write_atomic
 from workstation.export.sources import StudyInfo
@@ -35,7 +36,6 @@ from workstation.export.text import (
 )
 from workstation.imaging import key_slices, slice_caption
 from workstation.key_images import key_image, key_window, legend
-from workstation.report.document import ReportDocument
 
 logger = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from inference.contract import AnalysisResult
-from inference.findings_model import Lesion
+from inference.findings import Lesion
 from inference.labels import Label
 from workstation.export import codes
 from workstation.export.deid import Deidentifier

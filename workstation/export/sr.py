@@ -39,15 +39,15 @@ from pathlib import Path
 from typing import Any
 
 from inference.contract import AnalysisResult
-from inference.findings_model import Lesion, Measurement, StructureFinding
+from inference.findings import Lesion, Measurement, StructureFinding
 from inference.image_refs import lesion_ref
 from inference.labels import readable_name
+from workstation.document.model import SignOff
 from workstation.export import codes
 from workstation.export.deid import Deidentifier
 from workstation.export.files import APPLICATION, MEASUREMENT_SR_SERIES_NUMBER, save_dataset
 from workstation.export.seg import SegExport, SegmentInfo
 from workstation.export.sources import ExportError, SourceSeries
-from workstation.report.model import SignOff
 
 logger = logging.getLogger(__name__)
 

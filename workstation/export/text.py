@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from workstation.dicomio.display import dicom_date, person_name
+from workstation.document.editing import ReportDocument
 from workstation.export.deid import Deidentifier
 from workstation.export.files import safe_target, write_atomic
 from workstation.export.sources import StudyInfo
-from workstation.report.document import ReportDocument
 
 logger = logging.getLogger(__name__)
 

@@ -29,10 +29,11 @@ from PySide6.QtWidgets import (
 )
 
 from inference.errors import WorkstationError
+from workstation.document import AutosaveStore, ReportDocument
 from workstation.qt.browser import StudyBrowser, local_paths
 from workstation.qt.panels import AnalysisBar, FindingsPanel, NotesPanel
 from workstation.qt.reading import ReadingSession
-from workstation.qt.report import (
+from workstation.qt.report_panel import (
     ReportPanel,
     context_for_series,
     offer_recovery,
@@ -41,7 +42,6 @@ from workstation.qt.report import (
     study_title_of_key,
 )
 from workstation.qt.viewer import MprViewer, OverlayPanel, SlabToolbar
-from workstation.report import AutosaveStore, ReportDocument
 from workstation.settings import Settings, config_dir
 
 logger = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ class MainWindow(QMainWindow):
         self.tabs = QTabWidget()
         self.tabs.setObjectName("SidePanels")
         for widget, title in ((self.findings, "Findings"), (self.report, "Report"), (self.overlay, "Overlay"),
-                              (self.notes, "Notes"), (self.details, "Series")):
+                              (self.notes, "Notes"), (self.details, "Series"), (self.viewer.info_pane, "Cursor")):
             self.tabs.addTab(widget, title)
         left = self._dock(self.browser, "Studies", "StudiesDock", Qt.DockWidgetArea.LeftDockWidgetArea)
         right = self._dock(self.tabs, "Findings and notes", "PanelsDock", Qt.DockWidgetArea.RightDockWidgetArea)

@@ -19,9 +19,12 @@ from inference.contract import AnalysisRequest, AnalysisResult, ProgressCallback
 from inference.engine import Engine
 from workstation.dicomio.interpolation import INTERPOLATION_KEY
 from workstation.dicomio.nifti import write_nifti
+from workstation.dicomio.volume_builder import SeriesVolumes
+from workstation.index.db import StudyIndex
 from workstation.key_images import write_montage
+from workstation.services.analysis_record import record_analysis
 from workstation.services.interpolation import InterpolationPolicy, run_checked
-from workstation.services.studies import SeriesSource, load_series_volumes
+from workstation.services.studies import SeriesSource, load_series_volumes, resolve_for_analysis
 from workstation.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -43,15 +46,20 @@ class AnalysisOutputs:
 
 def analyze_source(source: SeriesSource, engine: Engine, *, model_id: str, device: str = "auto",
                    options: dict[str, Any] | None = None, progress: ProgressCallback = no_progress,
-                   cancel: CancelToken | None = None, policy: InterpolationPolicy | None = None) -> AnalysisResult:
+                   cancel: CancelToken | None = None, policy: InterpolationPolicy | None = None,
+                   loaded: SeriesVolumes | None = None) -> AnalysisResult:
     """Load the series (first volume of a multi-volume series) and run the model on it.
 
-    ``policy`` is the interpolation rule (default: refuse over 10 % interpolated
-    slices): ``InterpolatedSeriesError`` when refused, the override recorded in
-    the result when allowed.
+    The one analysis entry of the command line (``analyze``, ``report``) and
+    the self-test. ``loaded`` is the series already read (``report`` reads it
+    first, to look for an analysis to reuse). ``policy`` is the interpolation
+    rule (default: refuse over 10 % interpolated slices):
+    ``InterpolatedSeriesError`` when refused, the override recorded in the
+    result when allowed.
     """
-    progress(0.0, "loading series")
-    loaded = load_series_volumes(source)
+    if loaded is None:
+        progress(0.0, "loading series")
+        loaded = load_series_volumes(source)
     volume = loaded.volumes[0]
     request = AnalysisRequest(volume, model_id, device, options or {})
     result = run_checked(engine, request, label=source.label, policy=policy or InterpolationPolicy(),
@@ -60,6 +68,44 @@ def analyze_source(source: SeriesSource, engine: Engine, *, model_id: str, devic
         result.provenance.notes.append(
             f"series holds {len(loaded.volumes)} volumes (time points/echoes); analysed the first")
     return result
+
+
+@dataclass(frozen=True)
+class TargetAnalysis:
+    """One finished ``analyze_target``: what was analysed, by which model, the result and its files."""
+
+    source: SeriesSource
+    model_title: str
+    result: AnalysisResult
+    outputs: AnalysisOutputs
+    store_error: str = ""  # why the analysis store could not keep it ("" when it did)
+
+
+def analyze_target(target: str, out_dir: Path, settings: Settings, *, model_id: str = "builtin.ct",
+                   device: str = "auto", progress: ProgressCallback = no_progress,
+                   allow_interpolated: bool = False) -> TargetAnalysis:
+    """Analyse an index target (``study:ID``, a series, a folder) and keep the outputs.
+
+    The ``analyze`` command and the storage listener's ``--analyze-into`` both
+    run this, in their own process: the files go into ``out_dir`` with the
+    record a later ``report --out`` reuses, and the analysis store keeps a copy
+    for the window (a store that cannot be written is reported, not raised).
+    """
+    from workstation.services.analysis_store import AnalysisStore  # the store builds on this module
+
+    engine = make_engine(settings)
+    model = engine.get(model_id)
+    with StudyIndex(settings.db_path) as index:
+        source = resolve_for_analysis(target, index, tuple(model.modalities))
+    result = analyze_source(source, engine, model_id=model_id, device=device, progress=progress,
+                            policy=InterpolationPolicy(settings.max_interpolated_share, allow_interpolated))
+    outputs = write_outputs(result, out_dir, source.label)
+    record_analysis(out_dir, source, result)  # lets a later `workstation report --out` reuse this analysis
+    try:  # and the window show it (and `report` reuse it wherever it writes)
+        AnalysisStore.for_settings(settings).save(source, result, copy_from=out_dir)
+    except OSError as exc:
+        return TargetAnalysis(source, model.title, result, outputs, str(exc))
+    return TargetAnalysis(source, model.title, result, outputs)
 
 
 def write_outputs(result: AnalysisResult, out_dir: Path, source_label: str = "") -> AnalysisOutputs:

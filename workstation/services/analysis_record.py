@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from inference.contract import AnalysisRequest, AnalysisResult, Provenance
-from inference.findings_model import Findings, Lesion, Measurement, StructureFinding
+from inference.contract import AnalysisProvenance, AnalysisRequest, AnalysisResult
+from inference.findings import Findings, Lesion, Measurement, StructureFinding
 from inference.labels import Code, Label, LabelTable
 from inference.volume import Volume
 from workstation.dicomio.series import series_key
@@ -168,9 +168,9 @@ def label_table_from_list(items: list[dict[str, Any]]) -> LabelTable:
     return LabelTable(tuple(labels))
 
 
-def provenance_from_dict(data: dict[str, Any]) -> Provenance:
-    """The inverse of ``Provenance.to_dict``."""
-    return Provenance(str(data["model_id"]), str(data["model_version"]), str(data["device"]),
+def provenance_from_dict(data: dict[str, Any]) -> AnalysisProvenance:
+    """The inverse of ``AnalysisProvenance.to_dict``."""
+    return AnalysisProvenance(str(data["model_id"]), str(data["model_version"]), str(data["device"]),
                       str(data["device_name"]), bool(data.get("amp", False)),
                       {str(k): float(v) for k, v in data.get("timings_s", {}).items()},
                       [str(n) for n in data.get("notes", [])])

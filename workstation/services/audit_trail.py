@@ -19,8 +19,8 @@ from inference.cancel import CancelledError
 from inference.contract import AnalysisRequest, AnalysisResult
 from inference.volume import Volume
 from workstation import audit
-from workstation.report.document import ReportDocument
-from workstation.report.model import Addendum, SignOff
+from workstation.document.editing import ReportDocument
+from workstation.document.model import Addendum, SignOff
 
 logger = logging.getLogger(__name__)
 

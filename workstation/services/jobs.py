@@ -1,11 +1,13 @@
 """Analysis jobs without Qt: the job record, the latest-progress mailbox, device naming, one run.
 
-The Qt worker (``workstation.qt.worker``) is a thin shell around these pieces, so
-the rules that matter (which outcome a run has, what message a failure shows,
-how progress is coalesced) can be read and tested without an event loop.
+``workstation.services.analysis_jobs`` runs these on the device runner
+(``workstation.services.runner``), and the Qt worker (``workstation.qt.worker``)
+only turns its events into signals, so the rules that matter (which outcome a run
+has, what message a failure shows, how progress is coalesced) can be read and
+tested without an event loop.
 
 Nothing here imports torch: ``describe_device`` and ``run_job`` reach it only
-through the engine, and they are called on the inference worker thread.
+through the engine, and they are called on the device runner's thread.
 """
 
 from __future__ import annotations
@@ -108,8 +110,8 @@ def describe_device(preference: str = "auto") -> str:
         return f"device unknown ({type(exc).__name__}: {exc})"
 
 
-WARM_MODULES = ("inference.builtin_ct.model", "inference.findings", "scipy.ndimage", "inference.bundles",
-                "inference.report", "workstation.services.reporting")  # the report context the window builds next
+WARM_MODULES = ("inference.builtin_ct.model", "inference.findings.measure", "scipy.ndimage", "inference.bundles",
+                "inference.drafting", "workstation.services.reporting")  # the report context the window builds next
 
 
 def warm_up() -> None:
@@ -149,7 +151,13 @@ def failure_message(exc: BaseException, model_id: str) -> str:
     return user_message(exc, f"running '{model_id}'")
 
 
-def run_job(engine: Engine, job: Job, mailbox: ProgressMailbox) -> Outcome:
+class ProgressSink(Protocol):
+    """Where ``run_job`` reports progress: a ``ProgressMailbox``, or the job runner's coalescing context."""
+
+    def put(self, generation: int, fraction: float, stage: str) -> None: ...
+
+
+def run_job(engine: Engine, job: Job, mailbox: ProgressSink) -> Outcome:
     """Run ``job`` on ``engine`` (on the calling thread) and classify how it ended.
 
     The interpolation rule applies (``job.policy``): a mostly interpolated

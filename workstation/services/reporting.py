@@ -1,12 +1,13 @@
 """The headless report pipeline: analysis (or a recorded one reused), draft, grounding check, document, exports.
 
 ``run_report`` is what ``workstation report`` and the frozen app's self-test
-run; the GUI uses the pieces (``report_inputs``, ``draft_report``,
-``build_document``) on its worker thread. Steps:
+run; the window gathers its inputs with ``report_inputs`` and drafts on its
+worker thread through the same pipeline (``workstation.services.drafting``). Steps:
 
 1. resolve the study or series as ``analyze`` does, and check the language
    model folder first, so a bad ``--llm`` fails before minutes of analysis;
-2. analyse, or reuse the analysis kept in the analysis store (shared with the
+2. analyse (``workstation.services.analysis.analyze_source``, as ``analyze``
+   does), or reuse the analysis kept in the analysis store (shared with the
    window), else the one recorded in the output folder
    (``workstation.services.analysis_record``: same series, model, files, grid);
    the output folder and the store both hold it afterwards;
@@ -14,9 +15,9 @@ run; the GUI uses the pieces (``report_inputs``, ``draft_report``,
    patient's own name, ID and birth date removed from them (on top of the
    drafting package's generic scrub), technique facts from the volume, and
    the measured findings;
-4. draft (a local language model when one is configured, else the template),
-   check every sentence against the findings and notes, and build an
-   unsigned ``ReportDocument`` with the flags and finding links;
+4. draft, clean, check and build the unsigned ``ReportDocument`` with
+   ``draft_document`` (a local language model when one is configured, else
+   the template): the one drafting pipeline, shared with the window;
 5. autosave it (never over a draft a radiologist has touched), and write
    ``report.txt``, ``report.json`` (document + grounding), the draft PDF,
    SEG, measurement SR and draft report SR, each DICOM object checked with
@@ -29,51 +30,46 @@ from __future__ import annotations
 
 import json
 import logging
-import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from inference.cancel import CancelledError, CancelToken
-from inference.contract import AnalysisRequest, AnalysisResult, ProgressCallback, no_progress
-from inference.engine import BUILTIN_CT
-from inference.report import (
-    SECTIONS,
+from inference.cancel import CancelToken
+from inference.contract import AnalysisResult, ProgressCallback, no_progress
+from inference.drafting import (
     ClinicalNote,
-    Drafter,
     GroundingReport,
     ReportDraft,
     ReportInputs,
     SentenceCheck,
     TechniqueFacts,
-    check_draft,
     make_drafter,
 )
+from inference.engine import BUILTIN_CT
 from inference.volume import Volume
 from workstation.dicomio.headers import InstanceHeader
 from workstation.dicomio.series import study_key
+from workstation.document import AutosaveStore, ReportDocument, SentenceOrigin
 from workstation.export import ExportError, ExportOptions, ValidationResult, export_study
 from workstation.export.deid import Deidentifier, identifier_patterns, remove_identifiers
 from workstation.export.files import safe_target, write_atomic
 from workstation.index.db import StudyIndex
-from workstation.report import AutosaveStore, DraftSource, Provenance, ReportDocument, ReportError
 from workstation.services import audit_trail
-from workstation.services.analysis import make_engine
+from workstation.services.analysis import analyze_source, make_engine
 from workstation.services.analysis_record import FINDINGS_FILE, LABELS_FILE, RECORD_FILE
 from workstation.services.analysis_store import AnalysisStore, find_reusable, keep_everywhere
-from workstation.services.interpolation import InterpolationPolicy, check_interpolation, record_override, run_checked
+from workstation.services.drafting import DraftSubject, TokenCallback, draft_document
+from workstation.services.interpolation import InterpolationPolicy, check_interpolation, record_override
 from workstation.services.studies import load_series_volumes, resolve_for_analysis
 from workstation.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-TokenCallback = Callable[[str], None]
 REPORT_JSON = "report.json"
 DRAFT_STATUS = "DRAFT - not signed"
 DEFAULT_FORMATS = frozenset({"seg", "sr", "report_sr", "pdf", "txt"})
 _ANALYSIS_END, _DRAFT_END = 0.6, 0.9
-_UNPRINTABLE = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x9f\ufffd]")
 
 
 @dataclass
@@ -99,6 +95,13 @@ class ReportRunResult:
     def flagged(self) -> list[SentenceCheck]:
         """Sentences the grounding check flagged, with their reasons."""
         return self.grounding.flagged
+
+    @property
+    def subject(self) -> DraftSubject:
+        """What was drafted, to draft it again through the same pipeline (the self-test's language model step)."""
+        doc = self.document
+        return DraftSubject(self.inputs, doc.study_key, doc.source.analysis_model, doc.source.analysis_model_version,
+                            doc.study_description, doc.series_uid)
 
     @property
     def valid(self) -> bool:
@@ -177,65 +180,14 @@ def _notes_of_files(headers: Sequence[InstanceHeader]) -> list[tuple[str, str, s
     return [(n.source, n.kind, n.text) for n in found]
 
 
-# ----------------------------------------------------------------------------- draft and document
-
-
-def draft_report(inputs: ReportInputs, llm_dir: Path | None, device: str = "auto",
-                 on_token: TokenCallback | None = None, cancel: CancelToken | None = None, *,
-                 max_new_tokens: int | None = None) -> tuple[ReportDraft, GroundingReport]:
-    """Draft with the language model in ``llm_dir`` (the template when None), then check every sentence.
-
-    A folder that is not a usable model raises ``ModelError`` naming it and
-    what it lacks. A cancelled draft comes back marked ``cancelled`` in its metadata.
-    """
-    return _draft(make_drafter(llm_dir, device, max_new_tokens), inputs, on_token, cancel)
-
-
-def clean_draft(draft: ReportDraft) -> ReportDraft:
-    """The draft without control characters or U+FFFD (undecodable bytes a model can emit), spaces normalised.
-
-    Such characters mean nothing in a report and make DICOM text values
-    invalid; the model's raw output stays in the metadata (``raw_text``).
-    """
-    sections = {s: [" ".join(_UNPRINTABLE.sub("", t).split()) for t in draft[s]] for s in SECTIONS}
-    return ReportDraft(sections, dict(draft.metadata))
-
-
-def _draft(drafter: Drafter, inputs: ReportInputs, on_token: TokenCallback | None,
-           cancel: CancelToken | None, progress: ProgressCallback = no_progress) -> tuple[ReportDraft, GroundingReport]:
-    draft = clean_draft(drafter.draft(inputs, on_token=on_token, cancel=cancel))
-    progress(_DRAFT_END - 0.02, "checking the draft against the findings and notes")
-    return draft, check_draft(draft, inputs)
-
-
-def build_document(study_key: str, draft: ReportDraft, grounding: GroundingReport, result: AnalysisResult, *,
-                   study_description: str = "", series_uid: str = "") -> ReportDocument:
-    """An unsigned document of the draft's sentences ("AI (unreviewed)"), each with its check's flags and links.
-
-    Sentences are addressed as the check addresses them, (section, index); a
-    mismatch between the two raises ``ReportError`` rather than losing a flag.
-    """
-    prov = result.provenance
-    source = DraftSource.from_metadata(draft.metadata, prov.model_id, prov.model_version)
-    doc = ReportDocument.from_draft(study_key, [(s, draft[s]) for s in SECTIONS], source,
-                                    study_description=study_description, series_uid=series_uid)
-    for check in grounding.sentences:
-        if not check.reasons and not check.links:
-            continue
-        sentence = doc.sentence_at(check.section, check.index)
-        if sentence.text != check.text.strip():
-            raise ReportError(f"grounding check and document disagree on sentence {check.index} of {check.section}")
-        doc.apply_grounding(sentence.id, check.reasons, [link.key for link in check.links])
-    audit_trail.report_drafted(study_key, str(draft.metadata.get("drafter") or "unknown"), model_id=prov.model_id,
-                               sentences=len(grounding.sentences), flagged=len(grounding.flagged))
-    return doc
+# ----------------------------------------------------------------------------- autosave
 
 
 def _autosave(doc: ReportDocument, settings: Settings, notes: list[str]) -> Path | None:
     """Save the draft for the editor, unless the saved one holds a radiologist's work (then keep that)."""
     store = AutosaveStore(settings=settings)
     saved = store.load(doc.study_key)
-    if saved is not None and (saved.signed or any(s.provenance is not Provenance.AI for _, s in saved.sentences())):
+    if saved is not None and (saved.signed or any(s.provenance is not SentenceOrigin.AI for _, s in saved.sentences())):
         notes.append("the saved report of this study has a radiologist's changes or signature and was left as it "
                      "is; this draft is in report.json")
         return None
@@ -295,10 +247,8 @@ def run_report(settings: Settings, target: str, out_dir: Path, *, llm_dir: Path 
     _check_out_dir(out, source.headers)
     notes: list[str] = []
     progress(0.0, "loading series")
-    loaded = load_series_volumes(source)
+    loaded = load_series_volumes(source)  # read once: the reuse check and the analysis both need it
     volume = loaded.volumes[0]
-    if len(loaded.volumes) > 1:
-        notes.append(f"series holds {len(loaded.volumes)} volumes (time points/echoes); analysed the first")
     policy = InterpolationPolicy(settings.max_interpolated_share, allow_interpolated)
     overridden = check_interpolation(volume, source.label, policy)  # refused here, before any reuse or run
     store = AnalysisStore.for_settings(settings)  # shared with the window: the first place to look
@@ -307,22 +257,24 @@ def run_report(settings: Settings, target: str, out_dir: Path, *, llm_dir: Path 
     if result is not None and overridden is not None:
         record_override(result, overridden)
     if result is None:
-        result = run_checked(engine, AnalysisRequest(volume, model_id, device), label=source.label, policy=policy,
-                             progress=_scaled(progress, 0.02, _ANALYSIS_END), cancel=cancel)
+        result = analyze_source(source, engine, model_id=model_id, device=device, loaded=loaded, policy=policy,
+                                progress=_scaled(progress, 0.02, _ANALYSIS_END), cancel=cancel)
     else:
         progress(_ANALYSIS_END, f"reusing the analysis in {found_in}")
+        if len(loaded.volumes) > 1:  # a fresh analysis notes this in its provenance (analyze_source)
+            notes.append(f"series holds {len(loaded.volumes)} volumes (time points/echoes); analysed the first")
     notes += keep_everywhere(store, out, source, result, found_in=found_in,
                              label=f"series #{source.headers[0].series_number}" if deidentify else source.label)
     cancel.raise_if_cancelled()
     with StudyIndex(settings.db_path) as index:
         inputs = report_inputs(index, study_id, result, volume, headers=source.headers)
     progress(_ANALYSIS_END, f"drafting ({'language model ' + folder.name if folder else 'template'})")
-    draft, grounding = _draft(drafter, inputs, on_token, cancel, progress)
-    if draft.metadata.get("cancelled") or cancel.cancelled:
-        raise CancelledError("report drafting cancelled")
     first = source.headers[0]
-    doc = build_document(study_key(first), draft, grounding, result,
-                         study_description=inputs.technique.study_description, series_uid=first.series_uid)
+    subject = DraftSubject.of(study_key(first), inputs, result, study_description=inputs.technique.study_description,
+                              series_uid=first.series_uid)
+    drafted = draft_document(subject, drafter, on_token=on_token, cancel=cancel,
+                             progress=_scaled(progress, _ANALYSIS_END, _DRAFT_END))
+    draft, grounding, doc = drafted.draft, drafted.grounding, drafted.document
     autosave = _autosave(doc, settings, notes)
     progress(_DRAFT_END, "exporting report, SEG and SR")
     options = ExportOptions(formats=frozenset(export_formats) | {"txt"}, deidentify=deidentify)

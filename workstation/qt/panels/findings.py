@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from inference.contract import AnalysisResult
-from inference.findings_model import Lesion, StructureFinding, lesion_volume_text, unit_text
+from inference.findings import Lesion, StructureFinding, lesion_volume_text, unit_text
 from inference.image_refs import lesion_text
 from inference.volume import Volume
 from workstation.qt.panels.targets import FindingTarget, display_name, lesion_target, structure_target

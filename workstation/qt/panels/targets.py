@@ -15,7 +15,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from inference.findings_model import Lesion, StructureFinding
+from inference.findings import Lesion, StructureFinding
 from inference.labels import readable_name
 
 logger = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from workstation.imaging import Preset, PresetBook, auto_window, load_presets
 from workstation.qt.refcount_guard import guard_none_refcount
 from workstation.qt.viewer.measure import RoiMeasurement, RulerMeasurement, ViewMeasurement
 from workstation.qt.viewer.mpr import LAYOUTS, MprViewer
-from workstation.qt.viewer.orientation import PLANES, Plane, PlaneGeometry, plane_geometries
+from workstation.qt.viewer.orientation import PLANES, PlaneGeometry, ViewPlane, plane_geometries
 from workstation.qt.viewer.overlay_panel import OverlayPanel
 from workstation.qt.viewer.slab import SLAB_MODES, SlabMode, SlabSettings
 from workstation.qt.viewer.slab_control import SlabToolbar
@@ -25,7 +25,6 @@ __all__ = [
     "MprViewer",
     "OverlayPanel",
     "OverlayState",
-    "Plane",
     "PlaneGeometry",
     "Preset",
     "PresetBook",
@@ -37,6 +36,7 @@ __all__ = [
     "SliceView",
     "Tool",
     "ViewMeasurement",
+    "ViewPlane",
     "ViewerInfo",
     "ViewerState",
     "auto_window",

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, QTimer
 
-from workstation.qt.viewer.orientation import Plane
+from workstation.qt.viewer.orientation import ViewPlane
 from workstation.qt.viewer.state import ViewerState
 
 if TYPE_CHECKING:
@@ -26,8 +26,8 @@ class CineControl:
     """Cine methods; the viewer provides ``state``, ``views``, the active plane and slice stepping."""
 
     state: ViewerState
-    views: dict[Plane, SliceView]
-    _cine_plane: Plane | None
+    views: dict[ViewPlane, SliceView]
+    _cine_plane: ViewPlane | None
     _cine_fps: float
     _cine: QTimer
 
@@ -37,18 +37,18 @@ class CineControl:
         self._cine = QTimer(owner)
         self._cine.timeout.connect(self._cine_step)
 
-    def active_plane(self) -> Plane:
+    def active_plane(self) -> ViewPlane:
         """The plane keys act on (provided by the viewer)."""
         raise NotImplementedError
 
     def _update_views(self) -> None:
         raise NotImplementedError
 
-    def set_slice(self, plane: Plane, slice_index: int) -> None:
+    def set_slice(self, plane: ViewPlane, slice_index: int) -> None:
         """Show a slice in a plane (provided by the viewer)."""
         raise NotImplementedError
 
-    def step_slice(self, plane: Plane, images: int) -> None:
+    def step_slice(self, plane: ViewPlane, images: int) -> None:
         """Move images forward in a plane (provided by the viewer)."""
         raise NotImplementedError
 
@@ -62,11 +62,11 @@ class CineControl:
         """Cine speed in images per second."""
         return self._cine_fps
 
-    def cine_plane(self) -> Plane | None:
+    def cine_plane(self) -> ViewPlane | None:
         """The plane cine is running in, if any."""
         return self._cine_plane if self._cine.isActive() else None
 
-    def start_cine(self, plane: Plane | None = None) -> None:
+    def start_cine(self, plane: ViewPlane | None = None) -> None:
         """Loop through the slices of ``plane`` (default: the active view), wrapping at the end."""
         if self.state.volume is None:
             return
@@ -80,7 +80,7 @@ class CineControl:
             self._cine.stop()
             self._update_views()
 
-    def toggle_cine(self, plane: Plane | None = None) -> None:
+    def toggle_cine(self, plane: ViewPlane | None = None) -> None:
         """Start or stop cine."""
         if self._cine.isActive():
             self.stop_cine()

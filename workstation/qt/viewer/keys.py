@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QKeyEvent
 
-from workstation.qt.viewer.orientation import Plane
+from workstation.qt.viewer.orientation import ViewPlane
 
 if TYPE_CHECKING:
     from workstation.qt.viewer.mpr import MprViewer
@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 _DIGITS = {Qt.Key.Key_1: "1", Qt.Key.Key_2: "2", Qt.Key.Key_3: "3", Qt.Key.Key_4: "4", Qt.Key.Key_5: "5"}
 
 
-def handle_key(viewer: MprViewer, plane: Plane, event: QKeyEvent) -> bool:
+def handle_key(viewer: MprViewer, plane: ViewPlane, event: QKeyEvent) -> bool:
     """Act on ``event`` for the view of ``plane``; ``False`` when the key is not the viewer's."""
     key = event.key()
     st = viewer.state

@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from inference.volume import Volume
-from workstation.qt.viewer.orientation import Plane, PlaneGeometry
+from workstation.qt.viewer.orientation import PlaneGeometry, ViewPlane
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ Point = tuple[float, float]
 class RulerMeasurement:
     """A straight distance between two image points of one slice."""
 
-    plane: Plane
+    plane: ViewPlane
     slice_index: int
     start: Point
     end: Point
@@ -55,7 +55,7 @@ class RoiMeasurement:
     ``std`` is the population standard deviation (numpy's default, ``ddof=0``).
     """
 
-    plane: Plane
+    plane: ViewPlane
     slice_index: int
     corner0: Point
     corner1: Point

@@ -36,8 +36,9 @@ from workstation.qt.viewer.cine import CineControl
 from workstation.qt.viewer.info_pane import InfoPane
 from workstation.qt.viewer.keys import handle_key
 from workstation.qt.viewer.measure import ViewMeasurement
-from workstation.qt.viewer.orientation import PLANES, Plane, plane_geometries
+from workstation.qt.viewer.orientation import PLANES, ViewPlane, plane_geometries
 from workstation.qt.viewer.overlay_control import OverlayControl
+from workstation.qt.viewer.slab import SlabSettings
 from workstation.qt.viewer.slab_control import SlabControl
 from workstation.qt.viewer.slice_view import SliceView
 from workstation.qt.viewer.state import TOOLS, Tool, ViewerInfo, ViewerState, next_version
@@ -45,6 +46,7 @@ from workstation.qt.viewer.state import TOOLS, Tool, ViewerInfo, ViewerState, ne
 logger = logging.getLogger(__name__)
 
 LAYOUTS = ("1x1", "1x3", "2x2")
+MIP_PANE_MM = 15.0
 PAGE_STEP = 10
 INT_WL_FLOOR = 20.0
 
@@ -66,15 +68,19 @@ class MprViewer(OverlayControl, CineControl, SlabControl, QWidget):
         self.preset_book = presets if presets is not None else load_presets()
         self.wl_floor = INT_WL_FLOOR
         self._wl_auto = False
-        self._active: Plane = "axial"
+        self._active: ViewPlane = "axial"
         self._layout = "2x2"
         self._restore_layout = "2x2"
         self._init_cine(self)
         self.setObjectName("mprViewer")
         self.setStyleSheet("#mprViewer { background: #2b2b2b; }")
         self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
-        self.views: dict[Plane, SliceView] = {p: SliceView(self, p) for p in PLANES}
-        self.info_pane = InfoPane(self)
+        self.views: dict[ViewPlane, SliceView] = {p: SliceView(self, p) for p in PLANES}
+        # the 2x2 layout's fourth pane: the axial plane as a thick MIP, as lung nodules are searched for
+        self.mip_view = SliceView(self, "axial", SlabSettings(MIP_PANE_MM, "mip"))
+        self.mip_view.setObjectName("axialMipView")
+        self.info_pane = InfoPane(self)  # series facts, cursor readout, legend, measurements: a side tab shows it
+        self.info_pane.hide()
         self._grid = QGridLayout(self)
         self._grid.setContentsMargins(0, 0, 0, 0)
         self._grid.setSpacing(2)
@@ -110,7 +116,7 @@ class MprViewer(OverlayControl, CineControl, SlabControl, QWidget):
             centre[0] = int(have[np.argmin(np.abs(have - centre[0]))])
         st.cursor = centre
         self._default_window()
-        for view in self.views.values():
+        for view in self.all_views():
             view.reset_view()
             view.invalidate()
         self.info_pane.update()
@@ -130,9 +136,9 @@ class MprViewer(OverlayControl, CineControl, SlabControl, QWidget):
             return
         st.loaded[max(0, start):max(0, stop)] = True
         st.loaded_version = next_version()
-        for view in self.views.values():
+        for view in self.all_views():
             g = view.geom
-            if g is not None and (g.normal != 0 or start <= view.slice_index < stop):
+            if g is not None and (g.normal != 0 or view.own_slab is not None or start <= view.slice_index < stop):
                 view.update()
         if st.loaded.all():
             st.loaded = None
@@ -146,8 +152,9 @@ class MprViewer(OverlayControl, CineControl, SlabControl, QWidget):
 
     # ------------------------------------------------------------------ layout and tools
 
-    def set_layout(self, layout: str, plane: Plane | None = None) -> None:
-        """``1x1`` (one view: ``plane`` or the active one), ``1x3`` (three side by side), ``2x2`` (views + info)."""
+    def set_layout(self, layout: str, plane: ViewPlane | None = None) -> None:
+        """``1x1`` (one view: ``plane`` or the active one), ``1x3`` (three side by side), ``2x2`` (the three
+        planes and an axial ``MIP_PANE_MM`` mm MIP)."""
         if layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
         if plane is not None:
@@ -159,12 +166,12 @@ class MprViewer(OverlayControl, CineControl, SlabControl, QWidget):
             places = {self.views[p]: (0, n) for n, p in enumerate(PLANES)}
         else:
             places = {self.views["axial"]: (0, 0), self.views["coronal"]: (0, 1),
-                      self.views["sagittal"]: (1, 0), self.info_pane: (1, 1)}
-        for w in (*self.views.values(), self.info_pane):
+                      self.views["sagittal"]: (1, 0), self.mip_view: (1, 1)}
+        for w in self.all_views():
             self._grid.removeWidget(w)
             w.setVisible(w in places)
-        for w, (row, col) in places.items():
-            self._grid.addWidget(w, row, col)
+        for placed, (row, col) in places.items():
+            self._grid.addWidget(placed, row, col)
         for n in range(3):
             self._grid.setRowStretch(n, 1 if (layout == "2x2" and n < 2) or n == 0 else 0)
             self._grid.setColumnStretch(n, 1 if n < {"1x1": 1, "1x3": 3, "2x2": 2}[layout] else 0)
@@ -176,7 +183,7 @@ class MprViewer(OverlayControl, CineControl, SlabControl, QWidget):
         """The current layout."""
         return self._layout
 
-    def toggle_maximized(self, plane: Plane) -> None:
+    def toggle_maximized(self, plane: ViewPlane) -> None:
         """Show ``plane`` alone, or go back to the layout before."""
         if self._layout == "1x1":
             self.set_layout(self._restore_layout if self._restore_layout != "1x1" else "2x2")
@@ -184,15 +191,15 @@ class MprViewer(OverlayControl, CineControl, SlabControl, QWidget):
             self._restore_layout = self._layout
             self.set_layout("1x1", plane)
 
-    def view(self, plane: Plane) -> SliceView:
+    def view(self, plane: ViewPlane) -> SliceView:
         """The view of one plane."""
         return self.views[plane]
 
-    def active_plane(self) -> Plane:
+    def active_plane(self) -> ViewPlane:
         """The plane last clicked or scrolled (keys act on it)."""
         return self._active
 
-    def set_active_plane(self, plane: Plane) -> None:
+    def set_active_plane(self, plane: ViewPlane) -> None:
         """Make ``plane`` the one keys act on."""
         if plane != self._active:
             old, self._active = self._active, plane
@@ -220,8 +227,12 @@ class MprViewer(OverlayControl, CineControl, SlabControl, QWidget):
         self.state.show_annotations = visible
         self._update_views()
 
+    def all_views(self) -> list[SliceView]:
+        """Every view, the 2x2 layout's axial MIP included."""
+        return [*self.views.values(), self.mip_view]
+
     def _update_views(self) -> None:
-        for view in self.views.values():
+        for view in self.all_views():
             view.update()
         self.info_pane.update()
 
@@ -288,7 +299,7 @@ class MprViewer(OverlayControl, CineControl, SlabControl, QWidget):
         """Default window, fit every view."""
         if self.state.volume is not None:
             self._default_window()
-        for view in self.views.values():
+        for view in self.all_views():
             view.reset_view()
 
     # ------------------------------------------------------------------ cursor and slices
@@ -326,7 +337,7 @@ class MprViewer(OverlayControl, CineControl, SlabControl, QWidget):
     def go_to_index(self, index: Sequence[int]) -> None:
         """Move every view to voxel ``index`` and pan zoomed views so it is visible."""
         self.set_cursor_index(index)
-        for view in self.views.values():
+        for view in self.all_views():
             g = view.geom
             if g is not None:
                 view.ensure_visible(*g.index_to_image(self.state.cursor))
@@ -338,11 +349,11 @@ class MprViewer(OverlayControl, CineControl, SlabControl, QWidget):
             idx = np.rint(vol.lps_to_index(np.asarray(point, dtype=np.float64))).astype(int)
             self.go_to_index((int(idx[0]), int(idx[1]), int(idx[2])))
 
-    def slice_index(self, plane: Plane) -> int:
+    def slice_index(self, plane: ViewPlane) -> int:
         """The array index of the slice shown in ``plane``."""
         return self.views[plane].slice_index
 
-    def set_slice(self, plane: Plane, slice_index: int) -> None:
+    def set_slice(self, plane: ViewPlane, slice_index: int) -> None:
         """Show slice ``slice_index`` (array index along the plane's normal) in ``plane``."""
         g = self.views[plane].geom
         if g is not None:
@@ -354,7 +365,7 @@ class MprViewer(OverlayControl, CineControl, SlabControl, QWidget):
         """Images moved by PageUp/PageDown."""
         return PAGE_STEP
 
-    def step_slice(self, plane: Plane, images: int) -> None:
+    def step_slice(self, plane: ViewPlane, images: int) -> None:
         """Move ``images`` images forward (head to feet, front to back, right to left) in ``plane``."""
         g = self.views[plane].geom
         if g is not None:
@@ -399,7 +410,7 @@ class MprViewer(OverlayControl, CineControl, SlabControl, QWidget):
 
     # ------------------------------------------------------------------ keys
 
-    def handle_key(self, plane: Plane, event: QKeyEvent) -> bool:
+    def handle_key(self, plane: ViewPlane, event: QKeyEvent) -> bool:
         """Act on a key pressed in ``plane``; whether it was one of the viewer's keys."""
         return handle_key(self, plane, event)
 

@@ -33,15 +33,15 @@ from workstation.qt.viewer.slab import SlabMode, project
 
 logger = logging.getLogger(__name__)
 
-Plane = Literal["axial", "coronal", "sagittal"]
-PLANES: tuple[Plane, ...] = ("axial", "coronal", "sagittal")
+ViewPlane = Literal["axial", "coronal", "sagittal"]
+PLANES: tuple[ViewPlane, ...] = ("axial", "coronal", "sagittal")
 
 # Patient axes of LPS: 0 = x (towards patient Left), 1 = y (Posterior), 2 = z (Superior).
 _LETTERS = PATIENT_LETTERS
 
 # plane -> (normal patient axis, (axis, sign) pointing screen-right, (axis, sign) pointing screen-down,
 #           (axis, sign) of the "next slice" direction: head to feet, front to back, right to left).
-_CONVENTION: dict[Plane, tuple[int, tuple[int, int], tuple[int, int], tuple[int, int]]] = {
+_CONVENTION: dict[ViewPlane, tuple[int, tuple[int, int], tuple[int, int], tuple[int, int]]] = {
     "axial": (2, (0, 1), (1, 1), (2, -1)),
     "coronal": (1, (0, 1), (2, -1), (1, 1)),
     "sagittal": (0, (1, 1), (2, -1), (0, 1)),
@@ -72,7 +72,7 @@ class PlaneGeometry:
     to back, right to left). Letters name the patient directions at the edges.
     """
 
-    plane: Plane
+    plane: ViewPlane
     shape: tuple[int, int, int]
     spacing: tuple[float, float, float]
     normal: int
@@ -174,13 +174,13 @@ class PlaneGeometry:
         return min(xa, xb) - 0.5, min(ya, yb) - 0.5, max(xa, xb) + 0.5, max(ya, yb) + 0.5
 
 
-def plane_geometries(affine: npt.NDArray[np.float64], shape: tuple[int, int, int]) -> dict[Plane, PlaneGeometry]:
+def plane_geometries(affine: npt.NDArray[np.float64], shape: tuple[int, int, int]) -> dict[ViewPlane, PlaneGeometry]:
     """The three view planes of a volume with this affine and shape."""
     m = np.asarray(affine, dtype=np.float64)[:3, :3]
     spacing_arr = np.linalg.norm(m, axis=0)
     spacing = (float(spacing_arr[0]), float(spacing_arr[1]), float(spacing_arr[2]))
     axes, signs = patient_axes(m / spacing_arr)
-    out: dict[Plane, PlaneGeometry] = {}
+    out: dict[ViewPlane, PlaneGeometry] = {}
     for plane in PLANES:
         normal_p, (hp, hs), (vp, vs), (np_, ns) = _CONVENTION[plane]
         out[plane] = PlaneGeometry(

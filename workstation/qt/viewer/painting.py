@@ -16,11 +16,11 @@ from PySide6.QtCore import QLineF, QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QPainter, QPen
 
 from workstation.qt.viewer.measure import RoiMeasurement, RulerMeasurement, ViewMeasurement
-from workstation.qt.viewer.orientation import Plane
+from workstation.qt.viewer.orientation import ViewPlane
 
 logger = logging.getLogger(__name__)
 
-PLANE_COLOURS: dict[Plane, QColor] = {
+PLANE_COLOURS: dict[ViewPlane, QColor] = {
     # 3D Slicer's convention: red axial, green coronal, yellow sagittal.
     "axial": QColor(243, 74, 51),
     "coronal": QColor(110, 190, 73),

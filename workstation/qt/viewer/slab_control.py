@@ -18,7 +18,7 @@ from PySide6.QtCore import SignalInstance
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSpinBox, QWidget
 
 from workstation.qt.viewer.orientation import PlaneGeometry
-from workstation.qt.viewer.slab import MAX_THICKNESS_MM, MODE_NAMES, SLAB_MODES, SlabSettings
+from workstation.qt.viewer.slab import MAX_THICKNESS_MM, MODE_NAMES, SLAB_MODES, SlabMode, SlabSettings
 from workstation.qt.viewer.state import ViewerState
 
 if TYPE_CHECKING:
@@ -29,8 +29,10 @@ logger = logging.getLogger(__name__)
 SPIN_STEP_MM = 5
 
 
-def view_pixels(state: ViewerState, g: PlaneGeometry, s: int, slab: tuple[int, int] | None) -> npt.NDArray[Any]:
-    """The 2-D image a view of ``g`` shows at slice ``s``: the slice, or the slab ``slab`` around it.
+def view_pixels(state: ViewerState, g: PlaneGeometry, s: int, slab: tuple[int, int] | None,
+                mode: SlabMode | None = None) -> npt.NDArray[Any]:
+    """The 2-D image a view of ``g`` shows at slice ``s``: the slice, or the slab ``slab`` around it
+    reduced by ``mode`` (default: the viewer's slab mode).
 
     While a series streams in, an axial slab uses only the slices that have
     arrived (the centre slice always has: the view waits for it).
@@ -40,10 +42,11 @@ def view_pixels(state: ViewerState, g: PlaneGeometry, s: int, slab: tuple[int, i
     if slab is None:
         return g.extract(array, s)
     start, stop = slab
+    reduce = mode if mode is not None else state.slab.mode
     if state.loaded is not None and g.normal == 0 and not state.loaded[start:stop].all():
         have = start + np.flatnonzero(state.loaded[start:stop])
-        return g.extract_slab(array, start, stop, state.slab.mode, slices=have)
-    return g.extract_slab(array, start, stop, state.slab.mode)
+        return g.extract_slab(array, start, stop, reduce, slices=have)
+    return g.extract_slab(array, start, stop, reduce)
 
 
 class SlabControl:

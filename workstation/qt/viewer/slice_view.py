@@ -28,8 +28,9 @@ from PySide6.QtWidgets import QWidget
 from workstation.qt.viewer import painting
 from workstation.qt.viewer.image_number import plane_image_text
 from workstation.qt.viewer.measure import ViewMeasurement, make_roi, make_ruler
-from workstation.qt.viewer.orientation import PLANES, Plane, PlaneGeometry, position_text
+from workstation.qt.viewer.orientation import PLANES, PlaneGeometry, ViewPlane, position_text
 from workstation.qt.viewer.render import overlay_image, slice_image
+from workstation.qt.viewer.slab import SlabSettings, slab_bounds
 from workstation.qt.viewer.slab_control import view_pixels
 from workstation.qt.viewer.state import TOOL_NAMES
 
@@ -61,10 +62,11 @@ class _Drag:
 class SliceView(QWidget):
     """A single plane of the MPR viewer, drawing the shared ``ViewerState`` of its host."""
 
-    def __init__(self, host: MprViewer, plane: Plane) -> None:
+    def __init__(self, host: MprViewer, plane: ViewPlane, slab: SlabSettings | None = None) -> None:
         super().__init__(host)
         self.host = host
         self.plane = plane
+        self.own_slab = slab  # a view with a slab of its own (the 2x2 layout's axial MIP), else the viewer's
         self.zoom = 1.0
         self.pan = QPointF(0.0, 0.0)
         self.last_render_ms = 0.0
@@ -176,6 +178,10 @@ class SliceView(QWidget):
         self._grey_key = self._overlay_key = None
         self.update()
 
+    def slab_settings(self) -> SlabSettings:
+        """The slab this view shows: its own, or the viewer's (thickness 0: single slices)."""
+        return self.own_slab if self.own_slab is not None else self.host.state.slab
+
     # ------------------------------------------------------------------ rendering
 
     def _ensure_images(self, g: PlaneGeometry) -> None:
@@ -183,16 +189,18 @@ class SliceView(QWidget):
         vol = st.volume
         assert vol is not None
         s = self.slice_index
-        slab = st.slab_bounds(g, s)
+        settings = self.slab_settings()
+        slab = (slab_bounds(s, g.n_slices, g.spacing[g.normal], settings.thickness_mm) if settings.active
+                else None)
         loaded_key: object = st.loaded_version if g.normal != 0 or slab else st.slice_loaded(s)
-        key = (st.volume_version, s, st.window, st.level, st.invert, loaded_key, slab, slab and st.slab.mode)
+        key = (st.volume_version, s, st.window, st.level, st.invert, loaded_key, slab, slab and settings.mode)
         if key != self._grey_key:
             t0 = time.perf_counter()
             self._grey, self._missing = None, False
             whole, rows, cols = g.line_mask(st.loaded, s) if st.loaded is not None else (True, None, None)
             if whole:
-                self._grey, self._missing = slice_image(view_pixels(st, g, s, slab), st.window, st.level, st.invert,
-                                                        rows, cols)
+                self._grey, self._missing = slice_image(view_pixels(st, g, s, slab, settings.mode), st.window,
+                                                        st.level, st.invert, rows, cols)
             else:
                 self._missing = True
             self._grey_key = key
@@ -278,7 +286,8 @@ class SliceView(QWidget):
             if value is not None:
                 unit = f" {vol.units}" if vol.units else ""
                 bottom_right.insert(0, f"{value:.0f}{unit}" if value.is_integer() else f"{value:.4g}{unit}")
-        slab = [(st.slab.label(), SLAB_COLOUR)] if st.slab.active else []  # "MIP 10 mm", under W/L
+        settings = self.slab_settings()
+        slab = [(settings.label(), SLAB_COLOUR)] if settings.active else []  # "MIP 10 mm", under W/L
         corners = {
             "tl": [(t, painting.IDENTITY_COLOUR) for t in identity],
             "tr": [(self.plane.upper(), painting.PLANE_COLOURS[self.plane]),

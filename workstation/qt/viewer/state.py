@@ -19,7 +19,7 @@ from inference.labels import LabelTable
 from inference.volume import Volume
 from workstation.dicomio.display import dicom_date, person_name
 from workstation.qt.viewer.measure import ViewMeasurement
-from workstation.qt.viewer.orientation import Plane, PlaneGeometry
+from workstation.qt.viewer.orientation import PlaneGeometry, ViewPlane
 from workstation.qt.viewer.render import colour_table
 from workstation.qt.viewer.slab import SlabSettings, slab_bounds
 
@@ -97,7 +97,7 @@ class ViewerState:
 
     volume: Volume | None = None
     info: ViewerInfo = field(default_factory=ViewerInfo)
-    geoms: dict[Plane, PlaneGeometry] = field(default_factory=dict)
+    geoms: dict[ViewPlane, PlaneGeometry] = field(default_factory=dict)
     loaded: npt.NDArray[np.bool_] | None = None
     loaded_version: int = 0
     cursor: list[int] = field(default_factory=lambda: [0, 0, 0])
