@@ -426,9 +426,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``workstation`` console command."""
     args = _parser().parse_args(argv)
     configure_logging(args.verbose)  # stderr now; what loading the settings logs is kept for the file
-    configure_logging(args.verbose, get_settings().data_dir)  # + <data_dir>/logs/workstation.log
+    self_test = args.self_test or args.command == "selftest"
+    if not self_test:  # the self-test never writes into the user's folders: it logs in its own (below)
+        configure_logging(args.verbose, get_settings().data_dir)  # + <data_dir>/logs/workstation.log
     install_excepthook("cli", print_error_line)  # uncaught: logged with traceback, one line here, exit code as ever
-    if args.self_test or args.command == "selftest":
+    if self_test:
         return selftest.run_from_args(args)
     if args.command in (None, "gui") or (args.command == "demo" and not args.no_gui):
         # before any Qt import: without a usable display Qt aborts with a misleading message

@@ -84,6 +84,14 @@ def _levels(verbosity: int) -> tuple[int, int]:
     return (logging.INFO if verbosity == 1 else logging.WARNING), logging.INFO
 
 
+_verbosity = 0
+
+
+def move_log_file(data_dir: Path) -> Path | None:
+    """Keep logging as configured, but into ``<data_dir>/logs`` (the self-test's own folder)."""
+    return configure_logging(_verbosity, data_dir)
+
+
 def configure_logging(verbosity: int = 0, data_dir: Path | None = None) -> Path | None:
     """Send records to stderr and, given the data dir, to the rotating log file; return the file's path.
 
@@ -91,7 +99,8 @@ def configure_logging(verbosity: int = 0, data_dir: Path | None = None) -> Path 
     the file closed), never stacked. Without a data dir, records are held until a later call names one,
     so warnings logged while the settings (which name the data dir) load still reach the file.
     """
-    global _log_file
+    global _log_file, _verbosity
+    _verbosity = verbosity
     stderr_level, file_level = _levels(verbosity)
     pending = [r for h in _handlers if isinstance(h, _Pending) for r in h.records]
     shutdown_logging()

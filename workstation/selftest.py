@@ -151,6 +151,7 @@ def _network_audit() -> _NetworkAudit:
 
 
 # --- isolation --------------------------------------------------------------------------------------
+
 @contextlib.contextmanager
 def _isolated_environment(root: Path, offscreen: bool) -> Iterator[None]:
     """Point the data and config dirs at ``root`` (and Qt at offscreen if asked); restore everything after."""
@@ -164,6 +165,9 @@ def _isolated_environment(root: Path, offscreen: bool) -> Iterator[None]:
     if offscreen:
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
     get_settings.cache_clear()
+    from workstation.logs import move_log_file
+
+    move_log_file(root / "data")  # the self-test's log stays in its own folder too
     try:
         yield
     finally:
