@@ -32,7 +32,7 @@ from benchmarks.machine import cpu_name  # noqa: E402
 SHARED = Path(os.environ.get("WORKSTATION_SHARED_DATA", ROOT.parent / "shared" / "data"))
 GB = 1024 ** 3
 
-CHILD = r"""
+PEAK_RSS = r"""
 import json, resource, sys, time
 
 
@@ -43,7 +43,10 @@ def peak_rss_mb():
         own = next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:")) / 1024
     return max(own, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
 
+"""
+"""The start of a child script that measures its own peak memory (shared with tests/test_fuzz_import.py)."""
 
+CHILD = PEAK_RSS + r"""
 t0 = time.perf_counter()
 from workstation.index import StudyIndex, import_paths
 with StudyIndex(sys.argv[2]) as index:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.bench_hostile_import import PEAK_RSS
 from tests.fuzz_corpus import GB, Corpus, build_corpus, zero_zip
 
 REPO = Path(__file__).resolve().parents[1]
@@ -22,18 +23,7 @@ MAX_RSS_MB = 500
 MAX_SECONDS = 30
 
 # Imports ``folder`` into ``db`` and prints what became of every file, its time and its own peak RSS.
-CHILD = r"""
-import json, resource, sys, time
-
-
-def peak_rss_mb():
-    # VmHWM belongs to this process image alone; ru_maxrss of RUSAGE_SELF would carry the parent's peak
-    # across fork+exec (a test run at 1.4 GB would be measured, not the import). Import workers count too.
-    with open("/proc/self/status") as fh:
-        own = next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:")) / 1024
-    return max(own, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
-
-
+CHILD = PEAK_RSS + r"""
 from workstation.index import StudyIndex, import_paths
 t0 = time.perf_counter()
 with StudyIndex(sys.argv[2]) as index:
