@@ -359,6 +359,98 @@ def test_a_superseded_draft_is_dropped(qtbot: QtBot, demo_context: ReportContext
     assert not worker.is_running()
 
 
+class GatedEngine(Engine):
+    """The real engine, holding each run at a gate and noting (in ``events``) when it starts and ends."""
+
+    def __init__(self, events: list[str], gate: threading.Event) -> None:
+        super().__init__(None)
+        self.events, self.gate = events, gate
+
+    def run(self, request: AnalysisRequest, progress: Any = lambda f, s: None, cancel: Any = None) -> Any:
+        self.events.append("analysis-start")
+        assert self.gate.wait(60), "the test never opened the gate"
+        try:
+            return super().run(request, progress, cancel)
+        finally:
+            self.events.append("analysis-end")
+
+
+@pytest.fixture
+def shared_runner(qtbot: QtBot, demo_context: ReportContext,
+                  monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """One device runner shared by an analysis service (gated engine) and a draft worker; the event order."""
+    from workstation.qt.bridge import GuiPoster
+    from workstation.qt.report_panel import DraftWorker
+    from workstation.services import drafting
+    from workstation.services.analysis_jobs import AnalysisFinished, AnalysisService
+    from workstation.services.runner import JobRunner
+
+    events: list[str] = []
+    gate = threading.Event()
+    original = drafting.draft_document
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        events.append("draft-start")
+        try:
+            return original(*args, **kwargs)
+        finally:
+            events.append("draft-end")
+
+    monkeypatch.setattr(drafting, "draft_document", recording)
+    runner = JobRunner("test-device-runner")
+    poster = GuiPoster()
+    analysis = AnalysisService(poster.post, engine_factory=lambda: GatedEngine(events, gate), runner=runner)
+    worker = DraftWorker(stream_interval_ms=0, runner=runner)
+    results: list[Any] = []
+    analysis.subscribe(lambda e: results.append(e) if isinstance(e, AnalysisFinished) else None)
+    request = AnalysisRequest(demo_context.result.request.volume, "builtin.ct", "cpu")
+    try:
+        yield {"events": events, "gate": gate, "runner": runner, "analysis": analysis, "worker": worker,
+               "results": results, "request": request, "poster": poster}
+    finally:
+        gate.set()
+        try:
+            assert worker.shutdown() and analysis.shutdown()
+            assert runner.is_running(), "the draft worker and the analysis service stopped a runner not theirs"
+        finally:
+            stopped = runner.shutdown(10)
+    assert stopped and not runner.is_running() and not worker.is_running()
+
+
+def test_a_draft_waits_for_the_running_analysis_on_the_shared_runner(qtbot: QtBot, demo_context: ReportContext,
+                                                                      shared_runner: dict[str, Any]) -> None:
+    events, worker, analysis = shared_runner["events"], shared_runner["worker"], shared_runner["analysis"]
+    request = shared_runner["request"]
+    analysis_gen = analysis.submit(request, series_id=1)
+    qtbot.waitUntil(lambda: "analysis-start" in events, timeout=60_000)
+    with qtbot.waitSignal(worker.finished, timeout=60_000) as drafted:
+        gen = worker.submit(demo_context.subject)
+        qtbot.wait(300)
+        assert "draft-start" not in events, "the draft ran beside the analysis"
+        assert worker.is_busy()
+        shared_runner["gate"].set()
+    qtbot.waitUntil(lambda: bool(shared_runner["results"]), timeout=10_000)
+    assert events == ["analysis-start", "analysis-end", "draft-start", "draft-end"]
+    assert drafted.args[0] == gen and list(drafted.args[1].document.sentences())
+    (finished,) = shared_runner["results"]
+    assert finished.generation == analysis_gen and finished.result.labelmap.shape == request.volume.shape
+    assert not worker.is_busy() and not analysis.is_busy()
+
+
+def test_a_reader_analysis_goes_before_a_queued_draft(qtbot: QtBot, demo_context: ReportContext,
+                                                     shared_runner: dict[str, Any]) -> None:
+    events, worker, analysis = shared_runner["events"], shared_runner["worker"], shared_runner["analysis"]
+    hold = threading.Event()
+    shared_runner["runner"].submit("hold", lambda _ctx: hold.wait(60))  # the device is busy with something else
+    shared_runner["gate"].set()
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        worker.submit(demo_context.subject)  # queued first...
+        analysis.submit(shared_runner["request"], series_id=1)  # ...but the reader's analysis runs first
+        hold.set()
+    qtbot.waitUntil(lambda: bool(shared_runner["results"]), timeout=10_000)
+    assert events == ["analysis-start", "analysis-end", "draft-start", "draft-end"]
+
+
 def test_context_from_the_index_and_switching_studies(qtbot: QtBot, make_panel: Any, demo_context: ReportContext,
                                                       store: AutosaveStore) -> None:
     from workstation.index import StudyIndex, import_paths

@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QByteArray, QObject, QRunnable, Qt, QThreadPool, QTimer, Signal
+from PySide6.QtCore import QByteArray, QCoreApplication, QObject, QRunnable, Qt, QThreadPool, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import (
     QDialog,
@@ -42,6 +42,7 @@ from workstation.qt.report_panel import (
     study_title_of_key,
 )
 from workstation.qt.viewer import MprViewer, OverlayPanel, SlabToolbar
+from workstation.services.runner import JobRunner
 from workstation.settings import Settings, config_dir
 
 logger = logging.getLogger(__name__)
@@ -109,7 +110,13 @@ class MainWindow(QMainWindow):
         self.details = QTextBrowser()
         self.details.setPlaceholderText("Select a series to see its geometry and quality report.")
         self.report_store = AutosaveStore(settings=settings)
-        self.report = ReportPanel(self.report_store, llm_dir=settings.llm_dir, device=settings.device)
+        # the one owner of the GPU: analyses and report drafts queue on this runner, never run side by side
+        self.device_runner = JobRunner("device-runner")
+        app = QCoreApplication.instance()
+        if app is not None:  # a last safety net: never leave the runner's thread running at exit
+            app.aboutToQuit.connect(self.device_runner.shutdown)
+        self.report = ReportPanel(self.report_store, llm_dir=settings.llm_dir, device=settings.device,
+                                  runner=self.device_runner)
         self.tabs = QTabWidget()
         self.tabs.setObjectName("SidePanels")
         for widget, title in ((self.findings, "Findings"), (self.report, "Report"), (self.overlay, "Overlay"),
@@ -120,7 +127,7 @@ class MainWindow(QMainWindow):
         self.resizeDocks([left, right], [450, 470], Qt.Orientation.Horizontal)
         self.analysis_bar = AnalysisBar(settings.models_path)
         self.session = ReadingSession(settings, self.browser, self.viewer, self.findings, self.notes,
-                                      self.analysis_bar, self)
+                                      self.analysis_bar, self, runner=self.device_runner)
         self.session.message.connect(lambda text: self.statusBar().showMessage(text, 15_000))
         self.session.problem.connect(self._show_problem)
         self.session.codeConfirmationNeeded.connect(self._confirm_model_code)
@@ -271,7 +278,7 @@ class MainWindow(QMainWindow):
             self.open_study(study_id)
 
     def _warm_worker(self) -> None:
-        if not self._closed and not self.session.worker.is_running():
+        if not self._closed:  # the device runner may already serve a draft: name the device all the same
             self.session.worker.start()
 
     def _state_file(self) -> Path:
@@ -445,6 +452,7 @@ class MainWindow(QMainWindow):
         if self.pacs_listener is not None:
             self.pacs_listener.stop()
         self.session.shutdown()
+        self.device_runner.shutdown(10.0)  # after the panel and the session: the model is released on it
         self.browser.shutdown()
         self.pool.waitForDone()
         super().closeEvent(event)

@@ -26,6 +26,7 @@ from workstation.qt.viewer import MprViewer, ViewerInfo
 from workstation.qt.worker import AnalysisWorker
 from workstation.services import session_events as ev
 from workstation.services.analysis_jobs import AnalysisService
+from workstation.services.runner import JobRunner
 from workstation.services.session import ReadingSession as ReadingModel
 from workstation.settings import Settings
 
@@ -36,7 +37,11 @@ HIDDEN_BY_DEFAULT = ("body",)  # a filled body label would hide the anatomy it c
 
 
 class ReadingSession(QObject):
-    """The window's side of the reading session: signals and widget updates for ``services.session`` events."""
+    """The window's side of the reading session: signals and widget updates for ``services.session`` events.
+
+    ``runner`` is the device runner the analyses run on (the window's, shared with
+    report drafting); without one the analysis service makes and owns its own.
+    """
 
     message = Signal(str)  # a line for the status bar
     problem = Signal(str, str)  # title, text: something the user must see
@@ -47,12 +52,14 @@ class ReadingSession(QObject):
     analysisLookedUp = Signal(int, bool)  # noqa: N815 - series id, whether a stored analysis is now shown
 
     def __init__(self, settings: Settings, browser: StudyBrowser, viewer: MprViewer, findings: FindingsPanel,
-                 notes: NotesPanel, bar: AnalysisBar, parent: QObject | None = None) -> None:
+                 notes: NotesPanel, bar: AnalysisBar, parent: QObject | None = None, *,
+                 runner: JobRunner | None = None) -> None:
         super().__init__(parent)
         self.settings = settings
         self.browser, self.viewer, self.findings, self.notes, self.bar = browser, viewer, findings, notes, bar
         self._poster = GuiPoster(self)
-        analysis = AnalysisService(self._poster.post, models_dir=settings.models_path, device=settings.device)
+        analysis = AnalysisService(self._poster.post, models_dir=settings.models_path, device=settings.device,
+                                   runner=runner)
         self.model = ReadingModel(settings, self._poster.post, analysis=analysis,
                                       prefer_model=bar.current_model_id)
         self.worker = AnalysisWorker(service=analysis, parent=self)

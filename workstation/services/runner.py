@@ -47,6 +47,7 @@ T = TypeVar("T")
 DoneKind = Literal["finished", "failed", "cancelled"]
 PROGRESS_INTERVAL_S = 0.05  # at most 20 progress reports a second
 PRIORITY_READER = 0  # something the reader asked for and waits on
+PRIORITY_DRAFT = 5  # a report draft: after a reader's analysis queued with it, before background work
 PRIORITY_BACKGROUND = 10  # warm-up, prefetch: runs when nothing else is queued
 
 

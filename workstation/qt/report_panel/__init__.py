@@ -2,7 +2,7 @@
 
 - ``ReportPanel``: the panel beside the viewer (draft streams in, then editable; sign-off; export).
 - ``ReportContext``/``context_for_series``: the study a report is written for.
-- ``DraftWorker``: drafting (template or local language model) on its own thread.
+- ``DraftWorker``: drafting (template or local language model) on the device runner (shared with analyses).
 - ``SignOffDialog``: name, unresolved flags, confirmation.
 - ``offer_recovery``/``RecoveryDialog``: autosaved drafts offered back on start (after a crash).
 """

@@ -1,25 +1,32 @@
-"""The report drafting thread: a language model may take a minute, so drafting never runs on the GUI thread.
+"""Report drafting on the device runner: a language model may take a minute, so drafting never runs on the GUI thread.
 
 Threading design (the same pattern as ``workstation.qt.worker.AnalysisWorker``):
 
-* ``DraftWorker`` lives on the GUI thread and owns one ``_DraftThread`` (a
-  ``QThread`` without an event loop) that takes ``DraftJob``s from a queue.
-  The drafter is made on that thread, so torch and transformers are imported
-  there and only there (the template drafter needs neither). A loaded
-  language model is kept for the next draft and released when the thread ends.
-* ``submit`` cancels the previous job's token, queues an immutable job and
-  returns its generation number; jobs superseded while waiting are skipped.
-* Streamed text is joined on the drafting thread and sent at most every
-  ``stream_interval_ms`` (20 signals a second by default), the first piece at
-  once, the rest when the draft ends, so a fast model cannot flood the GUI's
-  event queue. Every signal carries its generation; the GUI-side slots drop
-  anything that is not the current generation.
+* ``DraftWorker`` lives on the GUI thread and submits ``DraftJob``s (kind
+  ``"draft"``) to a ``workstation.services.runner.JobRunner``: the window's
+  device runner, shared with the analyses, so a draft and an analysis never
+  hold the GPU at the same time. A reader's analysis queued beside a draft
+  runs first (``PRIORITY_DRAFT``). Without a runner (a panel on its own, the
+  tests) the worker makes and owns one.
+* The drafter is made on the runner's thread, so torch and transformers are
+  imported there and only there (the template drafter needs neither). A loaded
+  language model is kept for the next draft and released on that thread when
+  the worker shuts down.
+* ``submit`` supersedes the previous draft (the runner cancels its token; one
+  still queued never runs) and returns the new generation number.
+* Streamed text is joined on the runner's thread and sent at most every
+  ``stream_interval_ms`` (20 a second by default), the first piece at once,
+  the rest when the draft ends, so a fast model cannot flood the GUI's event
+  queue. Text, status and outcome reach the GUI thread through
+  ``workstation.qt.bridge.GuiPoster``, tagged with their generation; anything
+  that is not the current generation is dropped there.
 * What a job does is ``workstation.services.drafting.draft_document``, the one
   drafting pipeline (draft, clean, check, document) that ``workstation report``
   and the self-test run too: this module only decides where it runs.
 * ``cancel`` sets the job's ``CancelToken``: the language model stops before its
   next token (a ``StoppingCriteria``), the template between sections.
-* ``shutdown`` (on quit) cancels, stops and joins the thread: the only wait.
+* ``shutdown`` (on quit) cancels, releases the language model on the runner's
+  thread and, if the worker owns its runner, stops and joins it: the only wait.
 
 Nothing here logs report text or notes (patient data).
 """
@@ -28,24 +35,26 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import queue
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QObject, Signal, Slot
 
 from inference.cancel import CancelledError, CancelToken
 from inference.drafting import ReportInputs
+from workstation.qt.bridge import GuiPoster
 from workstation.services import drafting
 from workstation.services.failures import user_message
-from workstation.services.jobs import supersede
+from workstation.services.runner import PRIORITY_DRAFT, PRIORITY_READER, JobContext, JobDone, JobRunner
 
 logger = logging.getLogger(__name__)
 
 STREAM_INTERVAL_MS = 50  # at most 20 text signals a second
+KIND = "draft"
+RELEASE_KIND = "draft-release"
 
 
 @dataclass(frozen=True)
@@ -71,7 +80,7 @@ class DraftOutcome:
 
 
 class _Throttle:
-    """Joins streamed text and passes it on at most every ``interval_s`` (runs on the drafting thread)."""
+    """Joins streamed text and passes it on at most every ``interval_s`` (runs on the runner's thread)."""
 
     def __init__(self, emit: Callable[[str], None], interval_s: float) -> None:
         self._emit = emit
@@ -92,53 +101,36 @@ class _Throttle:
             self._emit(text)
 
 
-class _DraftThread(QThread):
-    """Runs drafting jobs one at a time; the drafter (and any language model) lives only here."""
+class _Drafting:
+    """Runs drafting jobs; the drafter (and any language model) is made, used and released on the runner's thread."""
 
-    outcome = Signal(object)
-    chunk = Signal(int, str)
-    status = Signal(int, str)
-
-    def __init__(self, interval_s: float) -> None:
-        super().__init__()
-        self.setObjectName("report-draft-worker")
-        self.jobs: queue.SimpleQueue[DraftJob | None] = queue.SimpleQueue()
+    def __init__(self, post: Callable[[Callable[[], None]], None], chunk: Callable[[int, str], None],
+                 status: Callable[[int, str], None], interval_s: float) -> None:
+        self._post = post
+        self._chunk = chunk
+        self._status = status
         self._interval = interval_s
         self._drafter: Any = None
         self._drafter_key: tuple[Path | None, str, int | None] | None = None
 
-    def _next_job(self) -> DraftJob | None:
-        job = self.jobs.get()
-        while job is not None:
-            try:
-                newer = self.jobs.get_nowait()
-            except queue.Empty:
-                break
-            if newer is None:
-                return None
-            job = newer
-        return job
+    def _emit_chunk(self, gen: int, text: str) -> None:
+        self._post(lambda: self._chunk(gen, text))
 
-    def run(self) -> None:
-        """Serve jobs until told to stop, then release the language model."""
-        try:
-            while (job := self._next_job()) is not None:
-                self.outcome.emit(self._run_job(job))
-        finally:
-            self._release()
-            logger.debug("report drafting thread stopped")
+    def _emit_status(self, gen: int, text: str) -> None:
+        self._post(lambda: self._status(gen, text))
 
     def _drafter_for(self, job: DraftJob) -> Any:
         from inference.drafting import make_drafter
 
         key = (job.llm_dir, job.device, job.max_new_tokens)
         if self._drafter is None or key != self._drafter_key:
-            self._release()
+            self.release()
             self._drafter = make_drafter(job.llm_dir, job.device, job.max_new_tokens)
             self._drafter_key = key
         return self._drafter
 
-    def _release(self) -> None:
+    def release(self) -> None:
+        """Unload the language model, if one is loaded (on the runner's thread)."""
         drafter, self._drafter, self._drafter_key = self._drafter, None, None
         if drafter is not None and getattr(drafter, "loaded", False):
             try:
@@ -146,23 +138,24 @@ class _DraftThread(QThread):
             except Exception:  # releasing memory must never break shutdown
                 logger.exception("could not release the language model")
 
-    def _run_job(self, job: DraftJob) -> DraftOutcome:
+    def run(self, job: DraftJob, _ctx: JobContext | None = None) -> DraftOutcome:
+        """Draft ``job`` on the calling (runner's) thread; every error becomes an outcome."""
         gen = job.generation
         if job.token.cancelled:
             return DraftOutcome("cancelled", gen)
-        throttle = _Throttle(lambda text: self.chunk.emit(gen, text), self._interval)
+        throttle = _Throttle(lambda text: self._emit_chunk(gen, text), self._interval)
 
         def checking(_fraction: float, _stage: str) -> None:
             throttle.flush()
-            self.status.emit(gen, "Checking the draft against the findings…")
+            self._emit_status(gen, "Checking the draft against the findings…")
 
         t0 = time.perf_counter()
         try:
             drafter = self._drafter_for(job)
             if job.llm_dir is not None and not getattr(drafter, "loaded", True):
-                self.status.emit(gen, f"Loading the language model {job.llm_dir.name}…")
+                self._emit_status(gen, f"Loading the language model {job.llm_dir.name}…")
                 drafter.load()
-            self.status.emit(gen, "Drafting the report…")
+            self._emit_status(gen, "Drafting the report…")
             t0 = time.perf_counter()
             drafted = drafting.draft_document(job.subject, drafter, on_token=throttle.put, cancel=job.token,
                                               progress=checking)
@@ -170,9 +163,9 @@ class _DraftThread(QThread):
             throttle.flush()
             logger.info("report draft %d cancelled after %.2f s", gen, time.perf_counter() - t0)
             return DraftOutcome("cancelled", gen)
-        except Exception as exc:  # reported to the GUI, the thread keeps serving
+        except Exception as exc:  # reported to the GUI, the runner keeps serving
             logger.exception("report draft %d failed", gen)
-            self._release()
+            self.release()
             return DraftOutcome("failed", gen, message=user_message(exc, "drafting the report"))
         logger.info("report draft %d ready (%s): %d sentences, %d flagged, %.2f s", gen,
                     drafted.draft.metadata.get("drafter", "?"), len(drafted.grounding.sentences),
@@ -181,7 +174,10 @@ class _DraftThread(QThread):
 
 
 class DraftWorker(QObject):
-    """The GUI's handle on the drafting thread. Create it on the GUI thread; call ``shutdown`` on quit.
+    """The GUI's handle on drafting. Create it on the GUI thread; call ``shutdown`` on quit.
+
+    ``runner`` is the device runner it shares with the analyses (the window's);
+    without one the worker makes and owns its own.
 
     Signals arrive on the GUI thread, only for the current generation:
     ``chunk(gen, text)`` (streamed text, throttled), ``status(gen, text)``
@@ -196,13 +192,13 @@ class DraftWorker(QObject):
     failed = Signal(int, str)
     cancelled = Signal(int)
 
-    def __init__(self, *, stream_interval_ms: int = STREAM_INTERVAL_MS, parent: QObject | None = None) -> None:
+    def __init__(self, *, stream_interval_ms: int = STREAM_INTERVAL_MS, runner: JobRunner | None = None,
+                 parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self._thread = _DraftThread(stream_interval_ms / 1000.0)
-        queued = Qt.ConnectionType.QueuedConnection
-        self._thread.outcome.connect(self._on_outcome, queued)
-        self._thread.chunk.connect(self._on_chunk, queued)
-        self._thread.status.connect(self._on_status, queued)
+        self._poster = GuiPoster(self)
+        self._owns_runner = runner is None
+        self.runner = runner or JobRunner("draft-runner")
+        self._drafting = _Drafting(self._poster.post, self._on_chunk, self._on_status, stream_interval_ms / 1000.0)
         self._generation = 0
         self._active: DraftJob | None = None
         self._closed = False
@@ -212,7 +208,7 @@ class DraftWorker(QObject):
 
     def submit(self, subject: drafting.DraftSubject | ReportInputs, llm_dir: Path | None = None,
                device: str = "auto", max_new_tokens: int | None = None) -> int:
-        """Queue a draft (cancelling any earlier one) and return its generation number.
+        """Queue a draft on the runner (superseding any earlier one) and return its generation number.
 
         ``subject`` is what to draft for (``ReportContext.subject``); bare inputs
         draft a document of no study (tests, benchmarks).
@@ -221,13 +217,18 @@ class DraftWorker(QObject):
             subject = drafting.DraftSubject(subject)
         if self._closed:
             raise RuntimeError("the report drafting worker was shut down")
-        if not self._thread.isRunning():
-            self._thread.start(QThread.Priority.LowPriority)
-        self._generation = supersede(self._active, self._generation)
-        self._active = DraftJob(self._generation, subject, llm_dir, device, max_new_tokens, CancelToken())
-        self._thread.jobs.put(self._active)
-        logger.info("submitted report draft %d (%s)", self._generation, "language model" if llm_dir else "template")
-        return self._generation
+        if self._active is not None:
+            self._active.token.cancel()
+        generation = self.runner.generation(KIND) + 1
+        job = DraftJob(generation, subject, llm_dir, device, max_new_tokens, CancelToken())
+        self._active = job
+        self._generation = generation
+        work = self._drafting.run
+        ticket = self.runner.submit(KIND, lambda ctx: work(job, ctx), token=job.token,
+                                    on_done=lambda done: self._done(job, done), priority=PRIORITY_DRAFT)
+        assert ticket.generation == generation
+        logger.info("submitted report draft %d (%s)", generation, "language model" if llm_dir else "template")
+        return generation
 
     def cancel(self) -> None:
         """Ask the current draft to stop; ``cancelled`` follows once it has."""
@@ -239,8 +240,8 @@ class DraftWorker(QObject):
         return self._active is not None
 
     def is_running(self) -> bool:
-        """True while the drafting thread is alive."""
-        return self._thread.isRunning()
+        """True while the runner's thread (the drafting thread) is alive."""
+        return self.runner.is_running()
 
     @property
     def generation(self) -> int:
@@ -249,9 +250,9 @@ class DraftWorker(QObject):
 
     @Slot()
     def shutdown(self, timeout_ms: int = 10_000) -> bool:
-        """Cancel, stop the thread and join it (the only wait on the GUI thread). True if it stopped."""
+        """Cancel, release the language model; stop and join an own runner (the only wait). True if it stopped."""
         if self._closed:
-            return not self._thread.isRunning()
+            return not (self._owns_runner and self.runner.is_running())
         self._closed = True
         if self._active is not None:
             self._active.token.cancel()
@@ -260,28 +261,53 @@ class DraftWorker(QObject):
         if app is not None:
             with contextlib.suppress(RuntimeError, TypeError):
                 app.aboutToQuit.disconnect(self.shutdown)
-        if not self._thread.isRunning():
+        self._release()
+        if not self._owns_runner:
             return True
-        self._thread.jobs.put(None)
-        stopped = bool(self._thread.wait(timeout_ms))
+        stopped = self.runner.shutdown(timeout_ms / 1000.0)
         if not stopped:
             logger.warning("the report drafting thread did not stop within %d ms", timeout_ms)
         return stopped
 
+    def _release(self) -> None:
+        """Release the language model on the runner's thread, after the (cancelled) draft has stopped.
+
+        The release is the ``then`` of a job: the runner calls it on its thread
+        whether the job runs or is skipped because the runner shuts down.
+        """
+        release = self._drafting.release
+        if not self.runner.is_running():  # never started, or already stopped: no thread holds the drafter
+            release()
+            return
+        try:
+            self.runner.submit(RELEASE_KIND, lambda _ctx: None, then=lambda _done: release(),
+                               priority=PRIORITY_READER, supersede=False)
+        except RuntimeError:  # the runner is shutting down: the model goes with the drafter
+            logger.debug("the runner was shut down before the language model could be released")
+
+    # --- on the runner's thread -------------------------------------------------------------
+    def _done(self, job: DraftJob, done: JobDone[DraftOutcome]) -> None:
+        if done.status == "finished" and done.value is not None:
+            outcome = done.value
+        elif done.status == "failed":  # _Drafting.run classifies everything: a last safety net
+            error = done.error if done.error is not None else RuntimeError("unknown error")
+            outcome = DraftOutcome("failed", job.generation, message=user_message(error, "drafting the report"))
+        else:
+            outcome = DraftOutcome("cancelled", job.generation)
+        self._poster.post(lambda: self._on_outcome(outcome))
+
+    # --- on the GUI thread ------------------------------------------------------------------
     def _current(self, generation: int) -> bool:
         return not self._closed and self._active is not None and self._active.generation == generation
 
-    @Slot(int, str)
     def _on_chunk(self, generation: int, text: str) -> None:
         if self._current(generation) and not self._active.token.cancelled:  # type: ignore[union-attr]
             self.chunk.emit(generation, text)
 
-    @Slot(int, str)
     def _on_status(self, generation: int, text: str) -> None:
         if self._current(generation):
             self.status.emit(generation, text)
 
-    @Slot(object)
     def _on_outcome(self, outcome: DraftOutcome) -> None:
         if not self._current(outcome.generation):
             logger.debug("dropped outcome of superseded report draft %d", outcome.generation)

@@ -7,8 +7,9 @@ autosaved one second after the last one, and at least every ten seconds while
 edits go on without a pause (``SaveSchedule``, ``AutosaveStore``), so a crash
 loses little; the saved file is removed only once the signed report
 has been exported. The operations on the document (accept, edit, sign,
-export...) are in ``ReportActions``, its base class. Drafting runs on ``DraftWorker``'s thread, export
-on ``ReportExporter``'s: the GUI thread never imports torch or transformers.
+export...) are in ``ReportActions``, its base class. Drafting runs on the device runner through
+``DraftWorker`` (the window's, shared with the analyses: pass ``runner``; else the panel's own), export
+on ``ReportExporter``'s thread: the GUI thread never imports torch or transformers.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from workstation.qt.report_panel.export_runner import ReportExporter
 from workstation.qt.report_panel.recovery import local_time
 from workstation.qt.report_panel.signoff import SignOffDialog
 from workstation.services.drafting import DraftOutcome
+from workstation.services.runner import JobRunner
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +66,7 @@ class ReportPanel(ReportActions):
     def __init__(self, store: AutosaveStore | None = None, *, llm_dir: Path | None = None, device: str = "auto",
                  max_new_tokens: int | None = None, stream_interval_ms: int = STREAM_INTERVAL_MS,
                  autosave_ms: int = AUTOSAVE_MS, autosave_max_wait_ms: int = AUTOSAVE_MAX_WAIT_MS,
-                 parent: QWidget | None = None) -> None:
+                 runner: JobRunner | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.store = store if store is not None else AutosaveStore()
         self.llm_dir, self.device, self.max_new_tokens = llm_dir, device, max_new_tokens
@@ -75,7 +77,7 @@ class ReportPanel(ReportActions):
         self._stream_ctx: ReportContext | None = None
         self._closed = False
         self.exported_revision = -1  # the document revision last exported
-        self.worker = DraftWorker(stream_interval_ms=stream_interval_ms, parent=self)
+        self.worker = DraftWorker(stream_interval_ms=stream_interval_ms, runner=runner, parent=self)
         self.worker.chunk.connect(self._on_chunk)
         self.worker.status.connect(self._on_status)
         self.worker.finished.connect(self._on_drafted)
@@ -361,7 +363,7 @@ class ReportPanel(ReportActions):
 
     # --- quitting ---------------------------------------------------------------------------------
     def shutdown(self) -> None:
-        """Save the document, cancel and join the drafting thread, wait for an export (on close)."""
+        """Save the document, cancel the draft (joining the panel's own runner), wait for an export (on close)."""
         if self._closed:
             return
         self._closed = True
