@@ -24,7 +24,7 @@ from functools import lru_cache
 from types import SimpleNamespace
 from typing import Any
 
-from pydicom.datadict import dictionary_VR, tag_for_keyword
+from workstation.dicomio.tag_table import KNOWN_TAGS, KNOWN_VRS
 
 logger = logging.getLogger(__name__)
 
@@ -57,12 +57,22 @@ class TruncatedHeaderError(Exception):
 
 @lru_cache(maxsize=512)
 def _tag(keyword: str) -> int | None:
+    known = KNOWN_TAGS.get(keyword)
+    if known is not None:
+        return known[0]
+    from pydicom.datadict import tag_for_keyword  # only for keywords the table lacks: all of pydicom is ~90 ms
+
     tag = tag_for_keyword(keyword)
     return int(tag) if tag is not None else None
 
 
 @lru_cache(maxsize=512)
 def _vr(tag: int) -> str:
+    known = KNOWN_VRS.get(tag)
+    if known is not None:
+        return known
+    from pydicom.datadict import dictionary_VR
+
     try:
         return str(dictionary_VR(tag))
     except KeyError:

@@ -68,29 +68,86 @@ _SLAB_BYTES = 8 << 20
 _GZIP_LEVEL = 1
 
 
+#: The NIfTI-1 header, field by field (nifti1.h); 348 bytes, little endian.
+_HEADER_DTYPE = np.dtype([
+    ("sizeof_hdr", "<i4"), ("data_type", "S10"), ("db_name", "S18"), ("extents", "<i4"),
+    ("session_error", "<i2"), ("regular", "S1"), ("dim_info", "u1"), ("dim", "<i2", (8,)),
+    ("intent_p1", "<f4"), ("intent_p2", "<f4"), ("intent_p3", "<f4"), ("intent_code", "<i2"),
+    ("datatype", "<i2"), ("bitpix", "<i2"), ("slice_start", "<i2"), ("pixdim", "<f4", (8,)),
+    ("vox_offset", "<f4"), ("scl_slope", "<f4"), ("scl_inter", "<f4"), ("slice_end", "<i2"),
+    ("slice_code", "u1"), ("xyzt_units", "u1"), ("cal_max", "<f4"), ("cal_min", "<f4"),
+    ("slice_duration", "<f4"), ("toffset", "<f4"), ("glmax", "<i4"), ("glmin", "<i4"),
+    ("descrip", "S80"), ("aux_file", "S24"), ("qform_code", "<i2"), ("sform_code", "<i2"),
+    ("quatern_b", "<f4"), ("quatern_c", "<f4"), ("quatern_d", "<f4"),
+    ("qoffset_x", "<f4"), ("qoffset_y", "<f4"), ("qoffset_z", "<f4"),
+    ("srow_x", "<f4", (4,)), ("srow_y", "<f4", (4,)), ("srow_z", "<f4", (4,)),
+    ("intent_name", "S16"), ("magic", "S4"),
+])
+#: NIfTI-1 datatype codes (nifti1.h ``NIFTI_TYPE_*``) of the array types a volume may have.
+_DATATYPES = {"u1": 2, "i2": 4, "i4": 8, "f4": 16, "f8": 64, "i1": 256, "u2": 512, "u4": 768, "i8": 1024,
+              "u8": 1280}
+_UNITS_MM_SEC = 2 | 8  # NIFTI_UNITS_MM | NIFTI_UNITS_SEC
+
+
+def _quaternion(affine: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.float64], float, npt.NDArray[np.float64]]:
+    """(quaternion b, c, d; qfac; zooms) of an affine's rotation, as the NIfTI qform stores it.
+
+    The rotation is made orthogonal by polar decomposition and turned into a quaternion by the
+    eigenvector method (Bar-Itzhack), the computation nibabel's ``set_qform`` does, so the header
+    matches the one nibabel writes (tests compare them byte for byte).
+    """
+    rzs = affine[:3, :3]
+    zooms = np.sqrt(np.sum(rzs * rzs, axis=0))
+    r = rzs / zooms
+    qfac = 1.0
+    if np.linalg.det(r) <= 0:
+        qfac = -1.0
+        r[:, -1] *= -1
+    u, _, vt = np.linalg.svd(r)
+    m = u @ vt
+    xx, yx, zx, xy, yy, zy, xz, yz, zz = m.flat
+    k = np.array([
+        [xx - yy - zz, 0, 0, 0],
+        [yx + xy, yy - xx - zz, 0, 0],
+        [zx + xz, zy + yz, zz - xx - yy, 0],
+        [yz - zy, zx - xz, xy - yx, xx + yy + zz],
+    ]) / 3.0
+    vals, vecs = np.linalg.eigh(k)
+    q = vecs[[3, 0, 1, 2], np.argmax(vals)]
+    if q[0] < 0:
+        q = -q
+    return q[1:], qfac, zooms
+
+
 def _header(first: Volume, n_volumes: int) -> bytes:
     """The 352 bytes before the voxels: header (dtype, shape, RAS qform/sform, mm units) and extension flag.
 
-    Built with nibabel's ``Nifti1Header`` so the qform quaternion and pixdim are computed exactly as
-    nibabel's own writer does (the files stay byte-identical to the earlier ``nib.save`` output).
+    Written field by field rather than with nibabel (whose import costs ~30-100 ms of ``convert``'s
+    start-up); the bytes are those nibabel's ``Nifti1Header`` gives for the same image.
     """
-    import nibabel as nib
-
     slices, rows, cols = first.shape
     shape = (cols, rows, slices) if n_volumes == 1 else (cols, rows, slices, n_volumes)
     affine = nifti_affine(first)
-    hdr = nib.Nifti1Header()
-    hdr.set_data_dtype(first.array.dtype.newbyteorder("="))
-    hdr.set_data_shape(shape)
-    hdr.set_xyzt_units("mm", "sec")
-    hdr.set_qform(affine, code=1)
-    hdr.set_sform(affine, code=1)
+    dtype = first.array.dtype
+    code = _DATATYPES.get(f"{dtype.kind}{dtype.itemsize}")
+    if code is None:
+        raise GeometryError(f"cannot write {dtype} voxels as NIfTI")
+    hdr = np.zeros((), dtype=_HEADER_DTYPE)
+    hdr["sizeof_hdr"] = 348
+    hdr["dim"] = [len(shape), *shape] + [1] * (7 - len(shape))
+    hdr["datatype"] = code
+    hdr["bitpix"] = dtype.itemsize * 8
+    quat, qfac, zooms = _quaternion(affine)
+    hdr["pixdim"] = [qfac, *zooms, 1.0, 1.0, 1.0, 1.0]
     hdr["vox_offset"] = _VOX_OFFSET
-    # scl_slope 1, scl_inter 0 (the header defaults): the stored values are the real values
-    raw = bytes(hdr.binaryblock)
-    if len(raw) != 348:  # pragma: no cover - nibabel guarantees the NIfTI-1 size
-        raise GeometryError(f"unexpected NIfTI header size {len(raw)}")
-    return raw + b"\0\0\0\0"
+    hdr["scl_slope"] = 1.0  # scl_slope 1, scl_inter 0: the stored values are the real values
+    hdr["xyzt_units"] = _UNITS_MM_SEC
+    hdr["qform_code"] = hdr["sform_code"] = 1  # scanner coordinates
+    hdr["quatern_b"], hdr["quatern_c"], hdr["quatern_d"] = quat
+    hdr["qoffset_x"], hdr["qoffset_y"], hdr["qoffset_z"] = affine[:3, 3]
+    hdr["srow_x"], hdr["srow_y"], hdr["srow_z"] = affine[0], affine[1], affine[2]
+    hdr["magic"] = b"n+1"
+    return hdr.tobytes() + b"\0\0\0\0"
 
 
 def _write_voxels(fp: _Sink, array: npt.NDArray[Any]) -> None:

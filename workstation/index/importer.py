@@ -46,7 +46,7 @@ PARALLEL_THRESHOLD = 1000
 COMMIT_EVERY_S = 0.5  # a batch is committed at the next folder boundary once this long has passed
 MAX_BATCH = 2000  # ... or at once when it holds this many files
 Progress = Callable[[int, int], None]
-Outcome = tuple[str, bool, Any]  # (ref, ok, header dict or the reason it was rejected)
+Outcome = tuple[str, bool, Any]  # (ref, ok, the InstanceHeader or the reason it was rejected)
 
 
 @dataclass
@@ -72,8 +72,10 @@ class ImportResult:
 
 
 def _read_one(ref_text: str, limits: ImportLimits) -> tuple[bool, Any]:
+    """(True, header) or (False, reason); headers travel from worker processes pickled as they are
+    (a round trip through ``to_dict``/``from_dict`` cost ~30 % of reading a 300-slice series)."""
     try:
-        return True, read_header(FileRef.parse(ref_text), limits).to_dict()
+        return True, read_header(FileRef.parse(ref_text), limits)
     except UnreadableFileError as exc:
         return False, exc.reason
     except Exception as exc:  # any parser failure is a rejected file, never a failed import
@@ -133,7 +135,7 @@ def read_headers(refs: Sequence[str], workers: int = 0, progress: Progress | Non
     rejected: list[Rejected] = []
     for ref, ok, value in iter_headers(refs, workers, progress, limits):
         if ok:
-            headers.append(InstanceHeader.from_dict(value))
+            headers.append(value)
         else:
             rejected.append(Rejected(ref, value))
     return headers, rejected
@@ -206,7 +208,7 @@ def import_paths(paths: Iterable[str | Path], index: StudyIndex, *, workers: int
 def _commit(index: StudyIndex, batch: list[Outcome], stats: dict[str, tuple[int, float]], result: ImportResult,
             touched: dict[int, set[int]]) -> None:
     """Index one batch of read headers in one transaction: instances, series QA, notes, rejects."""
-    headers = [InstanceHeader.from_dict(value) for _, ok, value in batch if ok]
+    headers: list[InstanceHeader] = [value for _, ok, value in batch if ok]
     rejected = [Rejected(ref, value) for ref, ok, value in batch if not ok]
     dicomdirs = [h for h in headers if h.sop_class_uid == DICOMDIR_CLASS]
     headers = [h for h in headers if h.sop_class_uid != DICOMDIR_CLASS]

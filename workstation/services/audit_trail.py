@@ -13,14 +13,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from inference.cancel import CancelledError
 from inference.contract import AnalysisRequest, AnalysisResult
 from inference.volume import Volume
 from workstation import audit
-from workstation.document.editing import ReportDocument
-from workstation.document.model import Addendum, SignOff
+
+if TYPE_CHECKING:  # the report document (and the drafting rules it imports) is not loaded by e.g. `convert`
+    from workstation.document.editing import ReportDocument
+    from workstation.document.model import Addendum, SignOff
 
 logger = logging.getLogger(__name__)
 

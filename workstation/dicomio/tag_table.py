@@ -1,0 +1,91 @@
+"""The DICOM tags the header scanner reads, with their VRs, so that scanning needs no data dictionary.
+
+Importing pydicom's data dictionary pulls in all of pydicom (~90 ms of every command's start-up).
+The scanner only asks for the keywords in ``workstation.dicomio.headers.KEYWORDS``, the pixel
+data elements and the few more the DICOM readers look up, so their tags and VRs are listed here
+(from pydicom's dictionary; tests check every entry against it, and that loading a native series
+imports no pydicom). Any other keyword falls back to pydicom's dictionary.
+"""
+
+from __future__ import annotations
+
+#: keyword -> (tag, VR as in the DICOM data dictionary)
+KNOWN_TAGS: dict[str, tuple[int, str]] = {
+    "SOPClassUID": (0x00080016, "UI"),
+    "SOPInstanceUID": (0x00080018, "UI"),
+    "StudyInstanceUID": (0x0020000D, "UI"),
+    "SeriesInstanceUID": (0x0020000E, "UI"),
+    "PatientID": (0x00100020, "LO"),
+    "PatientName": (0x00100010, "PN"),
+    "PatientBirthDate": (0x00100030, "DA"),
+    "PatientSex": (0x00100040, "CS"),
+    "StudyDate": (0x00080020, "DA"),
+    "StudyTime": (0x00080030, "TM"),
+    "StudyID": (0x00200010, "SH"),
+    "AccessionNumber": (0x00080050, "SH"),
+    "SeriesNumber": (0x00200011, "IS"),
+    "Modality": (0x00080060, "CS"),
+    "InstanceNumber": (0x00200013, "IS"),
+    "AcquisitionNumber": (0x00200012, "IS"),
+    "ImageType": (0x00080008, "CS"),
+    "FrameOfReferenceUID": (0x00200052, "UI"),
+    "ImagePositionPatient": (0x00200032, "DS"),
+    "ImageOrientationPatient": (0x00200037, "DS"),
+    "PixelSpacing": (0x00280030, "DS"),
+    "SliceThickness": (0x00180050, "DS"),
+    "SpacingBetweenSlices": (0x00180088, "DS"),
+    "Rows": (0x00280010, "US"),
+    "Columns": (0x00280011, "US"),
+    "NumberOfFrames": (0x00280008, "IS"),
+    "SamplesPerPixel": (0x00280002, "US"),
+    "PhotometricInterpretation": (0x00280004, "CS"),
+    "BitsAllocated": (0x00280100, "US"),
+    "BitsStored": (0x00280101, "US"),
+    "HighBit": (0x00280102, "US"),
+    "PixelRepresentation": (0x00280103, "US"),
+    "RescaleSlope": (0x00281053, "DS"),
+    "RescaleIntercept": (0x00281052, "DS"),
+    "RescaleType": (0x00281054, "LO"),
+    "TemporalPositionIdentifier": (0x00200100, "IS"),
+    "TriggerTime": (0x00181060, "DS"),
+    "EchoNumbers": (0x00180086, "IS"),
+    "EchoTime": (0x00180081, "DS"),
+    "AcquisitionTime": (0x00080032, "TM"),
+    "PatientPosition": (0x00185100, "CS"),
+    "GantryDetectorTilt": (0x00181120, "DS"),
+    "ConvolutionKernel": (0x00181210, "SH"),
+    "BodyPartExamined": (0x00180015, "CS"),
+    "ContrastBolusAgent": (0x00180010, "LO"),
+    "Manufacturer": (0x00080070, "LO"),
+    "ManufacturerModelName": (0x00081090, "LO"),
+    "WindowCenter": (0x00281050, "DS"),
+    "WindowWidth": (0x00281051, "DS"),
+    "StudyDescription": (0x00081030, "LO"),
+    "SeriesDescription": (0x0008103E, "LO"),
+    "RequestedProcedureDescription": (0x00321060, "LO"),
+    "ReasonForTheRequestedProcedure": (0x00401002, "LO"),
+    "AdditionalPatientHistory": (0x001021B0, "LT"),
+    "AdmittingDiagnosesDescription": (0x00081080, "LO"),
+    "ImageComments": (0x00204000, "LT"),
+    "PatientComments": (0x00104000, "LT"),
+    "RequestedProcedureComments": (0x00401400, "LT"),
+    "ImagingServiceRequestComments": (0x00402400, "LT"),
+    "ClinicalTrialTimePointDescription": (0x00120051, "ST"),
+    "PixelData": (0x7FE00010, "OB or OW"),
+    "FloatPixelData": (0x7FE00008, "OF"),
+    "DoubleFloatPixelData": (0x7FE00009, "OD"),
+    "SpecificCharacterSet": (0x00080005, "CS"),
+    "DirectoryRecordSequence": (0x00041220, "SQ"),
+    "EffectiveEchoTime": (0x00189082, "FD"),
+    "MediaStorageSOPClassUID": (0x00020002, "UI"),
+    "MediaStorageSOPInstanceUID": (0x00020003, "UI"),
+    "PerFrameFunctionalGroupsSequence": (0x52009230, "SQ"),
+    "ReferencedFileID": (0x00041500, "CS"),
+    "SharedFunctionalGroupsSequence": (0x52009229, "SQ"),
+    "StackID": (0x00209056, "SH"),
+    "TemporalPositionIndex": (0x00209128, "UL"),
+    "TransferSyntaxUID": (0x00020010, "UI"),
+}
+
+#: tag -> VR, for implicit-VR files
+KNOWN_VRS: dict[int, str] = {tag: vr for tag, vr in KNOWN_TAGS.values()}
