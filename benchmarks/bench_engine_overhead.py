@@ -79,8 +79,8 @@ def main() -> int:
     from monai.inferers import sliding_window_inference
 
     from inference.bundles import discover_bundles
-    from inference.bundles.model import labels_from_logits
     from inference.bundles.spatial import ras_view, to_model_space
+    from inference.bundles.stitching import labels_from_logits
 
     channels = (16, 32, 64, 128)
     n = args.size

@@ -1,8 +1,10 @@
 """Opening a 300-slice 512x512 CT series: time to the first slice drawn, and to fully loaded.
 
-Ours: ``SeriesLoader`` (streaming, worker thread) opens the indexed series; on
-``volumeReady`` the MPR viewer gets the volume and the whole 2x2 viewer is
-rendered offscreen (``grab``), which is "first slice drawn"; ``finished`` is
+Ours: the window's path. The reading session (``workstation.services.session``)
+opens the indexed series as a streaming load on its I/O job runner and answers
+through the GUI poster (``workstation.qt.bridge``), as in the main window; on
+``VolumeReady`` the MPR viewer gets the volume and the whole 2x2 viewer is
+rendered offscreen (``grab``), which is "first slice drawn"; ``SeriesOpened`` is
 "fully loaded". Also the Qt-free ``StreamingLoad`` alone (no event loop).
 
 Baseline, same files and same run: headers from the index, then the full
@@ -66,22 +68,20 @@ def baseline(db: Path, sid: int, viewer: Any) -> tuple[float, float]:
 
 
 class QtRun:
-    """Times one SeriesLoader open: (volumeReady, first slice drawn, finished) from ``open_series``.
+    """Times one reading-session open: (VolumeReady, first slice drawn, SeriesOpened) from ``open_series``.
 
-    The loader's signals are connected once, to this object; each ``__call__`` runs an event loop.
+    The session's events are drawn on the viewer as ``workstation.qt.reading`` does; each ``__call__`` runs an
+    event loop until the series is open.
     """
 
-    def __init__(self, loader: Any, viewer: Any) -> None:
+    def __init__(self, session: Any, viewer: Any) -> None:
         from PySide6.QtCore import QEventLoop
 
-        self.loader, self.viewer = loader, viewer
+        self.session, self.viewer = session, viewer
         self.loop = QEventLoop()
         self.t0 = 0.0
         self.marks: dict[str, float] = {}
-        loader.volumeReady.connect(self._ready)
-        loader.slicesLoaded.connect(self._slices)
-        loader.finished.connect(self._finished)
-        loader.failed.connect(self._failed)
+        session.subscribe(self._event)
 
     def __call__(self, sid: int) -> tuple[float, float, float]:
         from PySide6.QtCore import QTimer
@@ -92,30 +92,30 @@ class QtRun:
         watchdog.timeout.connect(self.loop.quit)
         watchdog.start(60_000)
         self.t0 = time.perf_counter()
-        self.loader.open_series(sid)
+        self.session.open_series(sid)
         self.loop.exec()
         watchdog.stop()
         if "finished" not in self.marks:
             raise SystemExit("the streaming load did not finish")
         return self.marks["ready"], self.marks["drawn"], self.marks["finished"]
 
-    def _ready(self, _sid: int, volume: Any, loaded: Any) -> None:
-        self.marks["ready"] = time.perf_counter() - self.t0
-        draw(self.viewer, volume, loaded)
-        self.marks["drawn"] = time.perf_counter() - self.t0
+    def _event(self, event: Any) -> None:
+        from workstation.services import session_events as ev
 
-    def _slices(self, _sid: int, start: int, stop: int) -> None:
-        self.viewer.mark_loaded(start, stop)
-
-    def _finished(self, _sid: int, volume: Any) -> None:
-        self.marks["finished"] = time.perf_counter() - self.t0
-        if self.viewer.volume() is not volume:
-            self.viewer.set_volume(volume)
-        self.loop.quit()
-
-    def _failed(self, _sid: int, message: str) -> None:
-        print("load failed:", message)
-        self.loop.quit()
+        if isinstance(event, ev.VolumeReady):
+            self.marks["ready"] = time.perf_counter() - self.t0
+            draw(self.viewer, event.volume, event.loaded)
+            self.marks["drawn"] = time.perf_counter() - self.t0
+        elif isinstance(event, ev.SlicesLoaded):
+            self.viewer.mark_loaded(event.start, event.stop)
+        elif isinstance(event, ev.SeriesOpened):
+            self.marks["finished"] = time.perf_counter() - self.t0
+            if self.viewer.volume() is not event.volume:
+                self.viewer.set_volume(event.volume)
+            self.loop.quit()
+        elif isinstance(event, ev.Problem):
+            print("load failed:", event.text)
+            self.loop.quit()
 
 
 def ours_headless(db: Path, sid: int) -> tuple[float, float]:
@@ -150,8 +150,10 @@ def main() -> None:
     args = ap.parse_args()
 
     from workstation.qt.app import ensure_app
-    from workstation.qt.series_loader import SeriesLoader
+    from workstation.qt.bridge import GuiPoster
     from workstation.qt.viewer import MprViewer
+    from workstation.services.session import ReadingSession
+    from workstation.settings import Settings
 
     folder = ct_series_300(args.slices)
     app = ensure_app()
@@ -161,8 +163,9 @@ def main() -> None:
         check_identical(db, sid)
         viewer = MprViewer()
         viewer.resize(1200, 1000)
-        loader = SeriesLoader(db)
-        ours_qt = QtRun(loader, viewer)
+        poster = GuiPoster()
+        session = ReadingSession(Settings(data_dir=Path(tmp) / "data", db=db), poster.post)
+        ours_qt = QtRun(session, viewer)
         baseline(db, sid, viewer)  # warm the page cache and the code paths
         ours_qt(sid)
         rows: dict[str, list[float]] = {k: [] for k in (
@@ -182,7 +185,7 @@ def main() -> None:
             first, total = ours_headless(db, sid)
             rows["headless_first"].append(first)
             rows["headless_total"].append(total)
-        loader.shutdown()
+        session.shutdown()
         viewer.close()
         viewer.deleteLater()
         app.processEvents()
@@ -193,7 +196,7 @@ def main() -> None:
           f"median of {args.repeats}")
     print(f"  baseline (full load, then draw):  first slice drawn {med['base_drawn'] * 1000:7.1f} ms, "
           f"fully loaded {med['base_loaded'] * 1000:7.1f} ms")
-    print(f"  streaming SeriesLoader + viewer:  volumeReady {med['qt_ready'] * 1000:7.1f} ms, "
+    print(f"  reading session + viewer:        VolumeReady {med['qt_ready'] * 1000:7.1f} ms, "
           f"first slice drawn {med['qt_drawn'] * 1000:7.1f} ms, fully loaded {med['qt_finished'] * 1000:7.1f} ms")
     print(f"  StreamingLoad alone (no Qt):      middle slice in {med['headless_first'] * 1000:7.1f} ms, "
           f"fully loaded {med['headless_total'] * 1000:7.1f} ms")

@@ -2,7 +2,7 @@
 
 A 300x512x512 int16 CT-like volume (1 mm slices, 0.7 mm pixels) in the real
 ``MprViewer`` (offscreen). For each mode (MIP, MinIP, Avg) and each view, the
-slab projection alone (``workstation.qt.viewer.slab.project``) and the view's
+slab projection alone (``workstation.viewing.slab.project``) and the view's
 whole re-render (slab + window/level into the cached image, ``last_render_ms``),
 median of ``--repeats``. Target (issue 12): under 10 ms for a 20-slice 512x512
 axial slab, so scrolling through a MIP stays interactive.
@@ -41,7 +41,7 @@ def main() -> int:
 
     from inference.volume import Volume
     from workstation.qt.viewer import MprViewer
-    from workstation.qt.viewer.slab import project
+    from workstation.viewing.slab import project
 
     app = QApplication.instance() or QApplication([])
     arr = np.random.default_rng(0).integers(-1000, 1000, size=(300, 512, 512)).astype(np.int16)

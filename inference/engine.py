@@ -11,7 +11,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,6 +26,9 @@ from inference.contract import (
     no_progress,
 )
 from inference.errors import ModelError, WorkstationError
+
+if TYPE_CHECKING:
+    from inference.remote import RemoteModels
 
 logger = logging.getLogger(__name__)
 
@@ -49,10 +52,15 @@ class ModelInfo:
 
 
 class Engine:
-    """Built-in models plus the MONAI bundles installed in ``models_dir`` (and nowhere else)."""
+    """Built-in models plus the MONAI bundles installed in ``models_dir`` (and nowhere else).
 
-    def __init__(self, models_dir: Path | None = None) -> None:
+    ``remote`` resolves ``remote:NODE/MODEL`` ids to models on the configured MONAI Label nodes
+    (``inference.remote``); without it such ids are unknown.
+    """
+
+    def __init__(self, models_dir: Path | None = None, remote: RemoteModels | None = None) -> None:
         self.models_dir = models_dir
+        self.remote = remote
 
     def _builtin(self) -> list[Model]:
         from inference.builtin_ct import BuiltinCTModel
@@ -78,6 +86,8 @@ class Engine:
 
     def get(self, model_id: str) -> Model:
         """The model with this id; ``ModelError`` if none."""
+        if model_id.startswith("remote:") and self.remote is not None:
+            return self.remote.get(model_id)
         for m in self._builtin():
             if m.id == model_id:
                 return m
@@ -102,7 +112,7 @@ class Engine:
                              f"not {volume.modality or 'unknown modality'}")
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        device = choose_device(request.device, request.options.get("amp"))
+        device = getattr(model, "device_choice", None) or choose_device(request.device, request.options.get("amp"))
         ctx = RunContext(device, progress, cancel, request.options)
         ctx.stage(0.0, f"starting {model.title} on {device.name}")
         try:

@@ -5,7 +5,9 @@
 Writes, from the demo study analysed by the built-in model in a temporary user data dir:
 - ``main-window.png``: the reading window, nodule 1 selected in the findings, a 10 mm MIP slab on;
 - ``report-panel.png``: the Report tab with the template draft;
-- ``pdf-findings.png``: the PDF page holding the lesion table (pdftoppm renders it).
+- ``pdf-findings.png``: the PDF page holding the lesion table (pdftoppm renders it);
+- ``side-by-side.png``: follow-up reading of the demo pair, current | prior linked on the grown nodule,
+  the comparison in the Findings tab (``--only side-by-side`` makes just this one).
 The image number of nodule 1 is printed so it can be checked in both pictures.
 """
 
@@ -44,8 +46,16 @@ def _wait(check: object, timeout_s: float, what: str) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, default=ROOT / "docs")
+    ap.add_argument("--only", choices=("side-by-side",), help="make only this picture")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.only != "side-by-side":
+        _main_pictures(args)
+    _side_by_side(args.out)
+    return 0
+
+
+def _main_pictures(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["WORKSTATION_CONFIG_DIR"] = str(Path(tmp) / "config")
         os.environ["WORKSTATION_DATA_DIR"] = str(Path(tmp) / "data")
@@ -96,7 +106,7 @@ def main() -> int:
         _pump(0.5)
         if shutil.which("pdftoppm") is None:
             print("pdftoppm not found (Debian package poppler-utils): no PDF picture")
-            return 0
+            return
         subprocess.run(["pdftoppm", "-r", "80", "-png", str(pdf_path), str(Path(tmp) / "page")], check=True)
         from pypdf import PdfReader
 
@@ -105,7 +115,48 @@ def main() -> int:
         page = sorted(Path(tmp).glob(f"page-*{pages[0] if pages else 1}.png"))[0]
         shutil.copy(page, args.out / "pdf-findings.png")
     print(f"wrote {args.out}/main-window.png, report-panel.png, pdf-findings.png")
-    return 0
+
+
+def _side_by_side(out: Path) -> None:
+    """The demo with its prior: analysed, compared, the grown nodule chosen in the comparison table."""
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["WORKSTATION_CONFIG_DIR"] = str(Path(tmp) / "config")
+        os.environ["WORKSTATION_DATA_DIR"] = str(Path(tmp) / "data")
+        from workstation.qt.app import create_main_window
+        from workstation.settings import get_settings
+
+        get_settings.cache_clear()
+        win = create_main_window(get_settings())
+        win.resize(1800, 1000)
+        win.show()
+        opened: list[object] = []
+        win.compare.priorsFound.connect(lambda *found: opened.append(found))
+        win.open_demo()
+        _wait(lambda: opened, 300, "the demo study and its priors")
+        shown: list[int] = []
+        win.session.resultShown.connect(shown.append)
+        win.session.run_ai("builtin.ct")
+        _wait(lambda: shown, 600, "the analysis")
+        compared: list[object] = []
+        win.compare.comparisonShown.connect(compared.append)
+        win.compare.compare_action.trigger()
+        _wait(lambda: compared, 600, "the comparison")
+        win.tabs.setCurrentWidget(win.findings)
+        panel = win.findings.comparison
+        grown = next(r for r, ch in enumerate(panel.changes()) if ch.status.value == "grown")
+        panel.table.selectRow(grown)
+        axial = win.viewer.view("axial")
+        assert axial.geom is not None
+        axial.zoom_about(axial.image_to_widget(*axial.geom.index_to_image(win.viewer.model.state.cursor)), 1.6)
+        win.compare.sync_zoom(axial)
+        _pump(1.0)
+        win.grab().save(str(out / "side-by-side.png"))
+        change = panel.changes()[grown]
+        print(f"grown nodule: {change.diameter_then_mm:.1f} -> {change.diameter_now_mm:.1f} mm, "
+              f"prior cursor {win.compare.prior_viewer.model.current_lps().round(1)}")
+        win.close()
+        _pump(0.5)
+    print(f"wrote {out}/side-by-side.png")
 
 
 if __name__ == "__main__":

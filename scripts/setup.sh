@@ -17,6 +17,9 @@
 #   SETUP_FORCE=1     ignore the stamp and run pip again
 #   WORKSTATION_BUILD_BUNDLE=1   'test' builds the PyInstaller bundle (packaging/build.sh) first, so
 #                     tests/test_frozen.py runs its self-test; CI=true does the same, =0 turns it off
+#   WORKSTATION_MONAILABEL=1     'test' installs the MONAI Label server's own virtualenv (scripts/monailabel_env.sh,
+#                     ~3 min and 3.7 GB the first time, cached by a stamp) so tests/test_remote_monailabel.py runs
+#                     against a real server; CI=true does the same, =0 turns it off
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODE="${1:-run}"
@@ -165,6 +168,16 @@ build_bundle() {
   fi
 }
 
+monailabel_env() {
+  # The MONAI Label server for the remote-inference tests, in its own cached virtualenv (it pins older MONAI and
+  # pydicom than ours); without it those tests fail under CI=true.
+  if [ "${WORKSTATION_MONAILABEL:-}" = "1" ] || { [ "${CI:-}" = "true" ] && [ "${WORKSTATION_MONAILABEL:-}" != "0" ]; }; then
+    log "MONAI Label test server (scripts/monailabel_env.sh)"
+    PYTHON="$PYTHON" bash scripts/monailabel_env.sh >/dev/null
+    log "MONAI Label test server ready"
+  fi
+}
+
 run_tests() {
   export QT_QPA_PLATFORM=offscreen
   log "ruff"
@@ -197,6 +210,7 @@ case "$MODE" in
     log "PACS test tools"
     bash scripts/install_pacs_tools.sh
     install_python "test"
+    monailabel_env
     build_bundle
     shift || true
     run_tests "$@" ;;

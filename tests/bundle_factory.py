@@ -146,6 +146,75 @@ def make_threshold_bundle(models_dir: Path, name: str = "threshold", threshold: 
     return folder
 
 
+def make_conv_bundle(models_dir: Path, name: str, classes: int, roi: tuple[int, int, int] = (96, 96, 96),
+                     pixdim: tuple[float, float, float] = (1.5, 1.5, 1.5), overlap: float = 0.25,
+                     mode: str = "constant", sw_batch_size: int = 1, kernel: int = 1, sigmoid: bool = False,
+                     seed: int = 0) -> Path:
+    """A ``torch.nn.Conv3d(1, classes, kernel)`` bundle: a network that costs (almost) nothing, so a run
+    measures the stitching and the spatial round trip. ``kernel=1`` (more than one class): class ``c`` wins
+    where the scaled intensity is nearest ``c / (classes - 1)`` (tangents of a parabola), so every intensity
+    band of a CT gets its own label; a larger kernel has random (seeded) weights, and windows disagree near
+    their borders. ``sigmoid`` makes the postprocessing a sigmoid + threshold (a multi-label bundle; one
+    channel here)."""
+    import torch
+
+    torch.manual_seed(seed)
+    net = torch.nn.Conv3d(1, classes, kernel, padding=kernel // 2)
+    if kernel == 1 and classes > 1:
+        t = torch.linspace(0.0, 1.0, classes)
+        with torch.no_grad():
+            net.weight.copy_((100.0 * t).view(classes, 1, 1, 1, 1))
+            assert net.bias is not None  # Conv3d has one by default
+            net.bias.copy_(-50.0 * t * t)
+    channel_def = {str(i): ("background" if i == 0 else f"structure {i}") for i in range(classes)}
+    if sigmoid:
+        channel_def = {"0": "lesion"}
+    post: list[dict[str, Any]] = (
+        [{"_target_": "Activationsd", "keys": "pred", "sigmoid": True},
+         {"_target_": "AsDiscreted", "keys": "pred", "threshold": 0.5}] if sigmoid else
+        [{"_target_": "Activationsd", "keys": "pred", "softmax": True},
+         {"_target_": "AsDiscreted", "keys": "pred", "argmax": True}])
+    config = {
+        "device": "$torch.device('cpu')",
+        "network_def": {"_target_": "torch.nn.Conv3d", "in_channels": 1, "out_channels": classes,
+                        "kernel_size": kernel, "padding": kernel // 2},
+        "preprocessing": preprocessing("RAS", list(pixdim)),
+        "inferer": {"_target_": "SlidingWindowInferer", "roi_size": list(roi), "sw_batch_size": sw_batch_size,
+                    "overlap": overlap, "mode": mode},
+        "postprocessing": {"_target_": "Compose", "transforms": post},
+    }
+    folder = models_dir / name
+    _write(folder, metadata(f"Conv {classes}", channel_def), config)
+    torch.save(net.state_dict(), folder / "models" / "model.pt")
+    return folder
+
+
+def make_segresnet_bundle(models_dir: Path, name: str = "wholebody_like", classes: int = 105,
+                          pixdim: tuple[float, float, float] = (1.5, 1.5, 1.5), sw_batch_size: int = 1,
+                          seed: int = 0) -> Path:
+    """The network of MONAI's ``wholeBody_ct_segmentation`` (a ``SegResNet``, 105 outputs) built from a config
+    like its own, with random (seeded) weights: its time and memory, not its anatomy."""
+    import torch
+    from monai.networks.nets import SegResNet
+
+    net_def = {"_target_": "SegResNet", "spatial_dims": 3, "in_channels": 1, "out_channels": classes,
+               "init_filters": 32, "blocks_down": [1, 2, 2, 4], "blocks_up": [1, 1, 1], "dropout_prob": 0.2}
+    torch.manual_seed(seed)
+    net = SegResNet(**{k: v for k, v in net_def.items() if k != "_target_"})
+    config = {
+        "device": "$torch.device('cpu')",
+        "network_def": net_def,
+        "preprocessing": preprocessing("RAS", list(pixdim)),
+        "inferer": {"_target_": "SlidingWindowInferer", "roi_size": [96, 96, 96], "sw_batch_size": sw_batch_size,
+                    "overlap": 0.25, "mode": "gaussian"},
+    }
+    channel_def = {str(i): ("background" if i == 0 else f"structure {i}") for i in range(classes)}
+    folder = models_dir / name
+    _write(folder, metadata("Whole-body-like SegResNet", channel_def), config)
+    torch.save(net.state_dict(), folder / "models" / "model.pt")
+    return folder
+
+
 class _RunsCode:
     """Unpickling this calls ``open(path, "w")``: what a malicious checkpoint could do."""
 

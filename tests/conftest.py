@@ -121,7 +121,7 @@ def no_leaked_widgets_or_threads(request: pytest.FixtureRequest) -> Iterator[Non
 def make_window(qtbot: QtBot) -> Iterator[Callable[..., MainWindow]]:
     """Factory: ``make_window(size=(1500, 950), show=True)`` builds the main window as users get it.
 
-    Every window made is closed at teardown and its workers (AI worker, loader, import and thumbnail pools)
+    Every window made is closed at teardown and its workers (AI worker, load, import and thumbnail runners)
     must have stopped by then.
     """
     from workstation.qt.app import create_main_window
@@ -142,7 +142,7 @@ def make_window(qtbot: QtBot) -> Iterator[Callable[..., MainWindow]]:
     for win in windows:
         win.close()
         assert not win.session.worker.is_running(), "the AI worker outlived its window"
-        assert win.pool.activeThreadCount() == 0, "the import pool outlived its window"
+        assert not win.import_runner.is_running(), "the import runner outlived its window"
         win.deleteLater()
 
 

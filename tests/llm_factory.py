@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from inference.drafting.inputs import ReportInputs
+    from inference.followup.model import Comparison
 
 CORPUS = [
     "Clinical information: follow-up of a right upper lobe nodule; evaluate emphysema.",
@@ -90,7 +91,8 @@ def parameter_count(folder: Path) -> int:
     return total
 
 
-def sample_inputs(notes: tuple[tuple[str, str], ...] | None = None, comparison: str = "") -> ReportInputs:
+def sample_inputs(notes: tuple[tuple[str, str], ...] | None = None,
+                  comparison: Comparison | None = None) -> ReportInputs:
     """``ReportInputs`` shaped like the demo study's analysis (numbers taken from it), built without running it."""
     from inference.builtin_ct.table import LABEL_TABLE
     from inference.drafting.inputs import ClinicalNote, ReportInputs, TechniqueFacts

@@ -21,10 +21,10 @@ from workstation.qt.browser import (
     COL_NAME,
     AiStatus,
     StudyBrowser,
-    age_at,
-    display_name,
 )
-from workstation.qt.thumbnails import thumbnail_pixels
+from workstation.services.catalog import Catalog
+from workstation.services.study_labels import age_at, display_name
+from workstation.services.thumbnails import thumbnail_pixels
 from workstation.settings import Settings, get_settings
 
 CT_ABDOMEN = "ct_abdomen_totalseg/example_ct_dicom"
@@ -47,7 +47,7 @@ def import_into(settings: Settings, *paths: Path) -> list[int]:
 
 @pytest.fixture
 def browser(qtbot: QtBot) -> Iterator[StudyBrowser]:
-    widget = StudyBrowser(get_settings())
+    widget = StudyBrowser(Catalog.for_settings(get_settings()))
     qtbot.addWidget(widget)
     widget.resize(700, 480)
     widget.show()
@@ -78,7 +78,7 @@ def test_descriptions_are_read_whole_at_the_default_dock_width(qtbot: QtBot, dem
     """The window gives the Studies dock 450 px: no study or series description may be cut to "…"."""
     settings = get_settings()
     import_into(settings, demo_folder, shared_data / CT_ABDOMEN)
-    widget = StudyBrowser(settings)
+    widget = StudyBrowser(Catalog.for_settings(settings))
     qtbot.addWidget(widget)
     widget.resize(450, 600)
     widget.show()
@@ -125,7 +125,7 @@ def test_demo_and_real_ct_are_listed_with_thumbnails(qtbot: QtBot, browser: Stud
         assert values.std() > 20, "the icon shows an image, not the grey placeholder"
     cached = list((settings.data_dir / "thumbnails").glob("*.png"))
     assert len(cached) == 2
-    again = StudyBrowser(settings)  # a new browser (or a restart) takes them from the disk cache
+    again = StudyBrowser(Catalog.for_settings(settings))  # a new browser (or a restart) takes them from the disk cache
     qtbot.addWidget(again)
     wait_for_thumbnails(qtbot, again, [demo_id, ct_id])
     again.shutdown()

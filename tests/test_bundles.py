@@ -170,6 +170,19 @@ def test_general_resampling_back_is_nearest_neighbour_within_a_voxel() -> None:
     assert np.all(np.abs(dist[wrong] - radius) < 1.0)  # only within one model voxel of the surface
 
 
+def test_general_resampling_back_keeps_the_labels_of_the_border_voxels() -> None:
+    """Input voxels within half a model voxel beyond the last model voxel centre take its label (they were
+    background before issue 16: scipy's ``constant`` mode cuts at the last centre); farther ones are background."""
+    vol = bf.axial_volume(shape=(13, 13, 13), spacing=(1.0, 1.0, 1.0))
+    ras = LPS_TO_RAS @ vol.affine
+    model_affine = ras @ np.diag([1.3, 1.3, 1.3, 1.0])  # same origin, 1.3 mm: input voxel 12 is model 9.23
+    out = to_input_grid(np.ones((10, 10, 10), dtype=np.uint8), model_affine, vol)
+    assert out.all()
+    # a model grid one voxel shorter along the first axis ends at 8.5 model voxels = 11.05 input voxels
+    out = to_input_grid(np.ones((9, 10, 10), dtype=np.uint8), model_affine, vol)
+    assert out[:12].all() and not out[12].any()
+
+
 # ---------------------------------------------------------------- the UNet through the engine
 
 def _unet_volume() -> Volume:

@@ -36,6 +36,7 @@ from inference.drafting.prompt import plain_prompt, user_prompt
 from inference.drafting.template import fleischner_note
 from inference.errors import ModelError
 from inference.findings import Findings, Lesion
+from tests.comparison_factory import sample_comparison
 from tests.llm_factory import build_tiny_llm, sample_inputs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -88,7 +89,8 @@ def _identified_inputs() -> ReportInputs:
                                                    "Referred for a right upper lobe nodule."),
              ("DICOM PatientComments", "Patient name: John Smith. Date of birth: 1 Feb 1950. Smoker."))
     return ReportInputs(base.findings, TechniqueFacts.from_metadata("CT", metadata, "CT CHEST"),
-                        tuple(ClinicalNote(s, t) for s, t in notes), "Prior CT of DOE^JOHN: nodule.", base.label_table)
+                        tuple(ClinicalNote(s, t) for s, t in notes),
+                        sample_comparison(base.findings.lesions, description="Prior CT of DOE^JOHN"), base.label_table)
 
 
 # ---------------------------------------------------------------- inputs and identifiers

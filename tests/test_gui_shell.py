@@ -39,4 +39,4 @@ def test_import_runs_off_the_gui_thread_and_fills_the_browser(qtbot: QtBot, tmp_
     html = window.details.toHtml()
     assert "uniform 2.000 mm" in html
     window.close()
-    assert window.pool.activeThreadCount() == 0
+    assert not window.import_runner.is_running()

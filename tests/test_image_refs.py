@@ -390,7 +390,7 @@ def sr_lesion_images(ds: Any) -> dict[str, list[tuple[str, Any]]]:
 def test_demo_viewer_and_findings_panel_agree(qtbot: QtBot, demo: Demo) -> None:
     from workstation.qt.panels import FindingsPanel
     from workstation.qt.viewer import MprViewer
-    from workstation.qt.viewer.image_number import plane_image_text
+    from workstation.viewing.image_number import plane_image_text
 
     lesions = demo.result.findings.lesions
     panel = FindingsPanel()

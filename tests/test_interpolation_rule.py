@@ -21,6 +21,7 @@ from pytestqt.qtbot import QtBot
 from inference.engine import Engine
 from inference.errors import GeometryError, InterpolatedSeriesError, WorkstationError
 from tests import synth
+from tests.gui_steps import import_and_open
 from workstation.cli import main
 from workstation.dicomio.headers import read_header_path
 from workstation.dicomio.volume_builder import load_series
@@ -193,14 +194,6 @@ def window(make_window: Callable[..., MainWindow]) -> MainWindow:
     return make_window(size=(1400, 900))
 
 
-def _open(qtbot: QtBot, win: MainWindow, folder: Path) -> int:
-    with qtbot.waitSignal(win.import_finished, timeout=60_000) as blocker:
-        win.start_import([folder])
-    (study_id,) = blocker.args[0].study_ids
-    with qtbot.waitSignal(win.session.seriesOpened, timeout=60_000) as opened:
-        assert win.open_study(study_id)
-    return int(opened.args[0])
-
 
 def _button(box: QMessageBox | None, text: str) -> QAbstractButton:
     assert box is not None
@@ -210,7 +203,7 @@ def _button(box: QMessageBox | None, text: str) -> QAbstractButton:
 def test_window_refuses_then_analyses_anyway_and_the_draft_quotes_it(qtbot: QtBot, window: MainWindow,
                                                                       over: Path) -> None:
     win = window
-    series_id = _open(qtbot, win, over)
+    series_id = import_and_open(qtbot, win, over)
     bar = win.analysis_bar
     with qtbot.waitSignal(win.session.analysisRefused, timeout=5000) as refused:
         qtbot.mouseClick(bar.run_button, Qt.MouseButton.LeftButton)

@@ -1,6 +1,6 @@
 """The whole window as a radiologist uses it: open a real CT, read it, run AI, follow a finding, quit.
 
-Everything runs for real: the import pool, the streaming loader, the analysis
+Everything runs for real: the import runner, the streaming load, the analysis
 worker thread with the built-in model, the viewer drawing into offscreen
 pixmaps. Each test fails if the window leaves a thread running behind it.
 """
@@ -21,6 +21,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 from pytestqt.qtbot import QtBot
 
 from tests import dicom_factory as f
+from tests.gui_steps import import_and_open
 from tests.requirements import PACS_TOOLS_FIX, requires_program
 from workstation.qt.app import create_main_window
 from workstation.qt.main_window import MainWindow
@@ -53,25 +54,17 @@ def window(qtbot: QtBot, monkeypatch: pytest.MonkeyPatch) -> Iterator[MainWindow
     win.show()
     yield win
     win.close()
-    # no thread outlives the window: AI worker, loader pool, import pool, thumbnails
+    # no thread outlives the window: AI worker, load, import and thumbnail runners
     assert not win.session.worker.is_running()
-    assert win.pool.activeThreadCount() == 0
+    assert not win.import_runner.is_running()
     assert not win.session.loading
     leaked = [w for w in QApplication.topLevelWidgets() if w.isVisible()]
     assert not leaked, f"top-level widgets left open: {leaked}"
 
 
-def _import_and_open(qtbot: QtBot, win: MainWindow, folder: Path) -> int:
-    with qtbot.waitSignal(win.import_finished, timeout=60_000) as blocker:
-        win.start_import([folder])
-    (study_id,) = blocker.args[0].study_ids
-    with qtbot.waitSignal(win.session.seriesOpened, timeout=60_000) as opened:
-        assert win.open_study(study_id)
-    return int(opened.args[0])
-
 
 def test_read_a_real_ct_run_ai_and_follow_a_finding(qtbot: QtBot, window: MainWindow, shared_data: Path) -> None:
-    series_id = _import_and_open(qtbot, window, shared_data / "ct_abdomen_totalseg" / "example_ct_dicom")
+    series_id = import_and_open(qtbot, window, shared_data / "ct_abdomen_totalseg" / "example_ct_dicom")
     viewer = window.viewer
     assert viewer.volume() is not None and viewer.volume().shape == (20, 512, 512)
     assert window.session.volume() is viewer.volume()
@@ -121,7 +114,7 @@ def test_cancel_a_run_and_quit_during_another(qtbot: QtBot, window: MainWindow, 
     from workstation.demo import generate_demo_study
 
     generate_demo_study(tmp_path / "demo", shape=(120, 256, 256))
-    series_id = _import_and_open(qtbot, window, tmp_path / "demo")
+    series_id = import_and_open(qtbot, window, tmp_path / "demo")
     with qtbot.waitSignal(window.session.worker.cancelled, timeout=30_000):
         window.session.run_ai("builtin.ct")
         qtbot.wait(300)
@@ -137,7 +130,7 @@ def test_cancel_a_run_and_quit_during_another(qtbot: QtBot, window: MainWindow, 
 def test_a_series_that_cannot_form_a_volume_is_a_clear_message(qtbot: QtBot, window: MainWindow,
                                                                tmp_path: Path) -> None:
     f.ct_series(tmp_path / "good", 6, series_number=3)
-    _import_and_open(qtbot, window, tmp_path / "good")
+    import_and_open(qtbot, window, tmp_path / "good")
     # the files vanish between import and opening (a CD taken out): the loader says which file and why
     sid = window.session.current.series_id if window.session.current else -1
     for p in (tmp_path / "good").rglob("*.dcm"):
@@ -148,7 +141,7 @@ def test_a_series_that_cannot_form_a_volume_is_a_clear_message(qtbot: QtBot, win
     assert "could not be opened" in title.lower() and ".dcm" in text
     # the window keeps working: the AI bar is idle and another series still opens
     f.ct_series(tmp_path / "other", 5, series_number=4)
-    _import_and_open(qtbot, window, tmp_path / "other")
+    import_and_open(qtbot, window, tmp_path / "other")
     assert window.viewer.volume().shape[0] == 5
 
 
@@ -187,6 +180,7 @@ def test_demo_without_a_window_runs_analysis_and_the_template_report(capsys: pyt
     assert main(["demo", "--no-gui"]) == 0
     out = capsys.readouterr().out
     assert "DRAFT" in out and "lung" in out.lower()
+    assert "comparison with prior of 2023-03-15" in out  # the demo's prior study, found and compared (issue 15)
     report_dir = get_settings().data_dir / "demo_report"
     assert (report_dir / "report.txt").is_file() and (report_dir / "labels.nii.gz").is_file()
     assert any(p.suffix == ".pdf" for p in report_dir.iterdir())

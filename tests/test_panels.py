@@ -18,6 +18,7 @@ from tests.bundle_factory import _write, metadata
 from workstation.index.db import StudyIndex
 from workstation.qt.panels import AnalysisBar, FindingsPanel, FindingTarget, NotesPanel, display_name
 from workstation.qt.panels.findings import SORT_ROLE, fmt_mean, fmt_number, fmt_volume
+from workstation.services.catalog import Catalog
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +168,7 @@ def test_notes_panel_edits_are_saved_debounced_with_their_source(qtbot: QtBot, s
                                                                  caplog: pytest.LogCaptureFixture) -> None:
     db, study_id = study
     caplog.set_level("DEBUG")
-    panel = NotesPanel(db)
+    panel = NotesPanel(Catalog(db))
     qtbot.addWidget(panel)
     panel.show()
     assert not panel.add_button.isEnabled()
@@ -201,7 +202,7 @@ def test_notes_panel_edits_are_saved_debounced_with_their_source(qtbot: QtBot, s
 
 def test_typed_notes_are_added_and_flushed_on_study_change(qtbot: QtBot, study: tuple[Path, int]) -> None:
     db, study_id = study
-    panel = NotesPanel(db)
+    panel = NotesPanel(Catalog(db))
     qtbot.addWidget(panel)
     panel.set_study(study_id)
     n = len(panel.cards)
@@ -289,7 +290,7 @@ def test_run_bar_states(qtbot: QtBot, tmp_path: Path, result: AnalysisResult) ->
 
 def test_hiding_the_notes_panel_saves_pending_edits(qtbot: QtBot, study: tuple[Path, int]) -> None:
     db, study_id = study
-    panel = NotesPanel(db)
+    panel = NotesPanel(Catalog(db))
     qtbot.addWidget(panel)
     panel.show()
     panel.set_study(study_id)

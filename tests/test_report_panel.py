@@ -454,19 +454,23 @@ def test_a_reader_analysis_goes_before_a_queued_draft(qtbot: QtBot, demo_context
 def test_context_from_the_index_and_switching_studies(qtbot: QtBot, make_panel: Any, demo_context: ReportContext,
                                                       store: AutosaveStore) -> None:
     from workstation.index import StudyIndex, import_paths
-    from workstation.qt.report_panel import context_for_series, study_id_of_key, study_key_of_series
+    from workstation.services.catalog import Catalog
+    from workstation.services.report_context import context_for_series
     from workstation.settings import get_settings
 
-    db = get_settings().db_path
+    catalog = Catalog.for_settings(get_settings())
+    db = catalog.db_path
     assert demo_context.headers is not None
     folder = Path(demo_context.headers()[0].file_ref.path).parent
     with StudyIndex(db) as index:
         import_paths([folder], index)
         (series,) = [s for s in index.series() if s.kind in ("volume", "multi-volume")]
     volume = demo_context.result.request.volume
-    ctx = context_for_series(db, series.id, demo_context.result, volume)
-    assert ctx.study_key == demo_context.study_key == study_key_of_series(db, series.id)
-    assert study_id_of_key(db, ctx.study_key) == series.study_id
+    ctx = context_for_series(catalog, series.id, demo_context.result, volume)
+    study = catalog.study_of_series(series.id)
+    assert study is not None and ctx.study_key == demo_context.study_key == study.study_key
+    found = catalog.study_by_key(ctx.study_key)
+    assert found is not None and found.id == series.study_id
     assert ctx.headers is not None and len(ctx.headers()) == 60
     assert ctx.inputs.notes  # the study's notes, de-identified, from the index
     panel = make_panel()

@@ -322,7 +322,9 @@ def _sentences(doc: ReportDocument) -> list[tuple[str, str, list[str], list[str]
 def test_window_and_command_line_draft_through_one_pipeline(study: Study, tmp_path: Path, qtbot: QtBot) -> None:
     """The window's draft worker and ``workstation report`` draft, clean, check and flag alike: a note with
     control characters and U+FFFD comes out clean in both, and the two documents are the same."""
-    from workstation.qt.report_panel import DraftWorker, context_for_series
+    from workstation.qt.report_panel import DraftWorker
+    from workstation.services.catalog import Catalog
+    from workstation.services.report_context import context_for_series
 
     db = Path(shutil.copy(study.db, tmp_path / "index.sqlite"))
     source = _source(study)
@@ -336,7 +338,7 @@ def test_window_and_command_line_draft_through_one_pipeline(study: Study, tmp_pa
     record = json.loads((study.out / RECORD_FILE).read_text(encoding="utf-8"))
     result = load_recorded_analysis(study.out, source, "builtin.ct", record["model_version"], volume)
     assert result is not None
-    ctx = context_for_series(db, row.id, result, volume)  # what the window drafts for
+    ctx = context_for_series(Catalog(db), row.id, result, volume)  # what the window drafts for
     raw = TemplateDrafter().draft(ctx.inputs)  # the drafter quotes the note as it is: cleaning is the pipeline's
     assert any(not c.isprintable() for _, _, text in raw.sentences() for c in text)
     worker = DraftWorker(stream_interval_ms=0)

@@ -24,7 +24,7 @@ from pytestqt.qtbot import QtBot
 from inference.labels import Label, LabelTable
 from inference.volume import Volume
 from workstation.qt.viewer import MprViewer, SlabSettings, SlabToolbar, SliceView
-from workstation.qt.viewer.slab import project, slab_bounds
+from workstation.viewing.slab import project, slab_bounds
 
 BG, BRIGHT, DARK = 0, 1000, -1000
 SHAPE = (21, 48, 40)  # slices 2 mm apart (axial), rows 1 mm, columns 1 mm
@@ -235,7 +235,7 @@ def test_axial_20_slice_slab_of_512x512_renders_within_10_ms(qtbot: QtBot, viewe
     axial = viewer.view("axial")
     viewer.set_slab(20.0, "mip")
     g = axial.geom
-    assert g is not None and axial.host.state.slab_bounds(g, axial.slice_index) == (21, 41)  # 20 slices
+    assert g is not None and axial.model.state.slab_bounds(g, axial.slice_index) == (21, 41)  # 20 slices
     times: dict[str, float] = {}
     for mode in ("mip", "minip", "avg"):
         viewer.set_slab(mode=mode)

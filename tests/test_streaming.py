@@ -1,8 +1,9 @@
 """Streaming series load: same voxels as the full loader, middle slice first, cancel, clear failures.
 
-The Qt bridge (``SeriesLoader``) is tested here too: signals arrive on the GUI
-thread in order, a newer request drops every late signal of the older one, and a
-bad series reports the file and the reason.
+The window's path is tested here too (the reading session on its I/O job runner,
+answering through the GUI poster): events arrive on the GUI thread in order, the
+first slice before the rest, a newer request drops every late event of the older
+one, and a bad series reports the file and the reason.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from tests import synth
 from workstation.dicomio.headers import InstanceHeader, read_header_path
 from workstation.dicomio.volume_builder import load_series
 from workstation.index import StudyIndex, import_paths
-from workstation.qt.series_loader import SeriesLoader
+from workstation.qt.bridge import GuiPoster
+from workstation.services import session_events as ev
+from workstation.services.session import ReadingSession
 from workstation.services.streaming import (
     StreamingLoad,
     describe_failure,
@@ -32,6 +35,7 @@ from workstation.services.streaming import (
     reading_order,
 )
 from workstation.services.studies import SeriesSource, load_series_volumes
+from workstation.settings import get_settings
 
 REAL_SERIES = {
     "ct_abdomen_jpeg2000": "ct_abdomen_totalseg/example_ct_dicom",
@@ -263,70 +267,92 @@ def test_a_series_without_geometry_cannot_form_a_volume(tmp_path: Path) -> None:
     assert "position and orientation" in message and "series 3 (screen): " not in message
 
 
-# ----------------------------------------------------------------------------- Qt bridge
+# ----------------------------------------------------------------------------- the window's path
 
-def test_loader_signals_arrive_in_order_on_the_gui_thread(qtbot: QtBot, plain: list[InstanceHeader]) -> None:
-    loader = SeriesLoader()
-    events: list[tuple[Any, ...]] = []
+def session_for(qtbot: QtBot) -> tuple[ReadingSession, list[Any], GuiPoster]:
+    """The reading session as the window makes it: the GUI poster's ``post``, events recorded with their thread."""
+    poster = GuiPoster()
+    session = ReadingSession(get_settings(), poster.post)
+    events: list[Any] = []
+    session.subscribe(lambda event: events.append((event, threading.get_ident())))
+    return session, events, poster
+
+
+def index_series(*folders: Path) -> list[int]:
+    with StudyIndex(get_settings().db_path) as index:
+        return [import_paths([folder], index).series_ids[0] for folder in folders]
+
+
+def io_idle(qtbot: QtBot, session: ReadingSession) -> None:
+    """Wait until every load queued on the session's I/O runner has ended and its answers were delivered."""
+    probe: list[bool] = []
+    session.io.submit("probe", lambda _ctx: None, supersede=False,
+                      on_done=lambda _d: session._post(lambda: probe.append(True)))
+    qtbot.waitUntil(lambda: bool(probe), timeout=20_000)
+
+
+def of_type(events: list[Any], kind: type) -> list[Any]:
+    return [e for e, _ in events if isinstance(e, kind)]
+
+
+def test_session_events_arrive_in_order_on_the_gui_thread(qtbot: QtBot, tmp_path: Path) -> None:
+    plain = synth.write_series(tmp_path / "plain", synth.axial_stack(21), name="plain")
+    (sid,) = index_series(plain.folder)
+    session, events, _poster = session_for(qtbot)
+    assert session.open_series(sid) and session.current is not None
+    was_loading = session.loading
+    qtbot.waitUntil(lambda: bool(of_type(events, ev.SeriesOpened)), timeout=20_000)
+    assert was_loading and not session.loading
     gui = threading.get_ident()
-    loader.volumeReady.connect(lambda sid, vol, mask: events.append(("ready", sid, vol, mask, threading.get_ident())))
-    loader.slicesLoaded.connect(lambda sid, a, b: events.append(("slices", sid, a, b)))
-    loader.failed.connect(lambda sid, msg: events.append(("failed", sid, msg)))
-    with qtbot.waitSignal(loader.finished, timeout=20_000) as done:
-        loader.open_source(5, SeriesSource("plain", plain))
-        assert loader.loading and loader.current_series == 5
-    assert not loader.loading
-    sid, volume = done.args
-    assert sid == 5
-    ready = events[0]
-    assert ready[0] == "ready" and ready[1] == 5 and ready[4] == gui
-    assert ready[2].shape == volume.shape and ready[3].dtype == bool
-    assert ready[3].all(), "the mask handed out is the live one: complete by the time the load finished"
-    slices = [e for e in events if e[0] == "slices"]
-    assert slices[0][2:] == (10, 11) and sum(b - a for _, _, a, b in slices) == 21
-    assert_same_volume(volume, load_series(plain).volumes[0])
-    loader.shutdown()
+    assert {thread for _, thread in events} == {gui}, "every event is delivered on the GUI thread"
+    kinds = [type(e).__name__ for e, _ in events if isinstance(e, ev.VolumeReady | ev.SlicesLoaded | ev.SeriesOpened)]
+    assert kinds[0] == "VolumeReady" and kinds[-1] == "SeriesOpened", "the first slice is shown before the rest"
+    (ready,) = of_type(events, ev.VolumeReady)
+    (opened,) = of_type(events, ev.SeriesOpened)
+    assert ready.series_id == opened.series_id == sid
+    assert ready.volume.shape == opened.volume.shape and ready.loaded.dtype == bool
+    assert ready.loaded.all(), "the mask handed out is the live one: complete by the time the load finished"
+    slices = of_type(events, ev.SlicesLoaded)
+    assert (slices[0].start, slices[0].stop) == (10, 11) and sum(e.stop - e.start for e in slices) == 21
+    assert_same_volume(opened.volume, load_series(plain.headers()).volumes[0])
+    assert session.shutdown()
 
 
-def test_opening_another_series_drops_the_old_ones_signals(qtbot: QtBot, tmp_path: Path,
-                                                           plain: list[InstanceHeader]) -> None:
-    big = synth.write_series(tmp_path / "big", synth.axial_stack(60), name="big").headers()
-    loader = SeriesLoader()
-    seen: set[int] = set()
-    loader.volumeReady.connect(lambda sid, *_: seen.add(sid))
-    loader.slicesLoaded.connect(lambda sid, *_: seen.add(sid))
-    loader.failed.connect(lambda sid, *_: seen.add(sid))
-    finished: list[int] = []
-    loader.finished.connect(lambda sid, _: finished.append(sid))
-    loader.open_source(1, SeriesSource("big", big))
-    with qtbot.waitSignal(loader.finished, timeout=20_000):
-        loader.open_source(2, SeriesSource("plain", plain))
-    assert loader.wait(20_000)
-    qtbot.wait(50)  # deliver anything the old task still queued
-    assert seen == {2} and finished == [2]
-    loader.shutdown()
+def test_opening_another_series_drops_the_old_ones_events(qtbot: QtBot, tmp_path: Path) -> None:
+    big = synth.write_series(tmp_path / "big", synth.axial_stack(60), name="big", seed=1)
+    plain = synth.write_series(tmp_path / "plain", synth.axial_stack(21), name="plain", seed=2)
+    big_id, plain_id = index_series(big.folder, plain.folder)
+    session, events, _poster = session_for(qtbot)
+    session.open_series(big_id)
+    session.open_series(plain_id)
+    qtbot.waitUntil(lambda: bool(of_type(events, ev.SeriesOpened)), timeout=20_000)
+    io_idle(qtbot, session)  # the old load has ended and everything it posted was delivered
+    shown = {e.series_id for e, _ in events if isinstance(e, ev.VolumeReady | ev.SlicesLoaded | ev.SeriesOpened)}
+    assert shown == {plain_id}
+    assert [e.series_id for e in of_type(events, ev.SeriesOpened)] == [plain_id]
+    assert session.shutdown()
 
 
-def test_loader_reports_a_bad_indexed_series_and_keeps_working(qtbot: QtBot, tmp_path: Path) -> None:
+def test_session_reports_a_bad_indexed_series_and_keeps_working(qtbot: QtBot, tmp_path: Path) -> None:
     good = synth.write_series(tmp_path / "good", synth.axial_stack(8), name="good")
     bad = synth.write_series(tmp_path / "bad", synth.axial_stack(8), name="bad")
-    db = tmp_path / "index.sqlite"
-    with StudyIndex(db) as index:
-        good_id = import_paths([good.folder], index).series_ids[0]
-        bad_id = import_paths([bad.folder], index).series_ids[0]
+    good_id, bad_id = index_series(good.folder, bad.folder)
     victim = bad.files[2]
     victim.write_bytes(victim.read_bytes()[:-300])
-    loader = SeriesLoader(db)
-    with qtbot.waitSignal(loader.failed, timeout=20_000) as failed:
-        loader.open_series(bad_id)
-    sid, message = failed.args
-    assert sid == bad_id
-    assert message.startswith(f"series {bad_id} (bad) cannot be read: ") and victim.name in message
-    with qtbot.waitSignal(loader.failed, timeout=20_000) as missing:
-        loader.open_series(9999)
-    assert missing.args == [9999, "series 9999 cannot be opened: not in the study index"]
-    with qtbot.waitSignal(loader.finished, timeout=20_000) as done:
-        loader.open_series(good_id)
-    assert done.args[0] == good_id and done.args[1].shape[0] == 8
-    loader.shutdown()
-    assert loader.wait(0)
+    session, events, _poster = session_for(qtbot)
+    session.open_series(bad_id)
+    qtbot.waitUntil(lambda: bool(of_type(events, ev.Problem)), timeout=20_000)
+    (problem,) = of_type(events, ev.Problem)
+    assert problem.title == "Series could not be opened"
+    assert problem.text.startswith(f"series {bad_id} (bad) cannot be read: ") and victim.name in problem.text
+    assert session.current is None and not session.loading
+    events.clear()
+    assert not session.open_series(9999)
+    assert [(p.title, p.text) for p in of_type(events, ev.Problem)] == [
+        ("Series not found", "Series 9999 is no longer in the study index.")]
+    session.open_series(good_id)
+    qtbot.waitUntil(lambda: bool(of_type(events, ev.SeriesOpened)), timeout=20_000)
+    (opened,) = of_type(events, ev.SeriesOpened)
+    assert opened.series_id == good_id and opened.volume.shape[0] == 8
+    assert session.shutdown()
+    assert not session.io.is_running()

@@ -32,9 +32,10 @@ from workstation.qt.viewer import (
     load_presets,
     plane_geometries,
 )
-from workstation.qt.viewer.orientation import patient_axes
-from workstation.qt.viewer.render import colour_table, outline, overlay_image, window_grey
+from workstation.qt.viewer.render import outline, overlay_image, window_grey
 from workstation.settings import resources_dir
+from workstation.viewing.label_colours import colour_table
+from workstation.viewing.orientation import patient_axes
 
 X, Y, Z = np.eye(3)
 Vec = npt.NDArray[np.float64]

@@ -71,13 +71,16 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--no-reuse", action="store_true", help="analyse again even if the analysis store or the "
                      "output folder holds an analysis of the same series and model")
     rep.add_argument("--max-new-tokens", type=int, default=None, help="limit of the language model's output")
+    rep.add_argument("--prior", default=None, help="prior study or series to compare with (study:ID, UID, series "
+                     "id, folder); default: the newest comparable earlier study of the patient in the index")
+    rep.add_argument("--no-prior", action="store_true", help="do not compare with a prior study")
     rep.add_argument("--allow-interpolated", action="store_true",
                      help="analyse even when more than the settings' share (default 10 %%) of the slices "
                           "would be interpolated; the draft then says so")
     rep.add_argument("--json", action="store_true", help="print a machine-readable summary")
     models = sub.add_parser("models", help="list, install or remove models (MONAI bundles)")
     msub = models.add_subparsers(dest="models_command", required=True)
-    mlist = msub.add_parser("list", help="built-in and installed models")
+    mlist = msub.add_parser("list", help="built-in and installed models, and those of the configured remote nodes")
     mlist.add_argument("--json", action="store_true")
     minst = msub.add_parser("install", help="install a MONAI bundle from a local zip (no download)")
     minst.add_argument("zip", type=Path)
@@ -288,7 +291,8 @@ def _cmd_report(args: argparse.Namespace, settings: Settings) -> int:
                          device=args.device or settings.device, reuse=not args.no_reuse, progress=echo.report,
                          on_token=echo if llm is not None and not args.json else None,
                          deidentify=args.deidentify, max_new_tokens=args.max_new_tokens,
-                         allow_interpolated=args.allow_interpolated)
+                         allow_interpolated=args.allow_interpolated, prior=getattr(args, "prior", None),
+                         compare=not getattr(args, "no_prior", False))
     finally:
         echo.end()
         progress.close()
@@ -312,6 +316,10 @@ def _cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     for note in res.notes:
         print(f"  note: {note}")
     print(f"analysis: {res.inputs.analysis} ({'reused from ' + res.reused_from if res.reused_analysis else 'run'})")
+    if res.comparison is not None:
+        from workstation.services.followup import comparison_lines
+
+        print("\n".join(comparison_lines(res.comparison)))
     print(f"wrote to {res.out_dir}: {', '.join(p.name for p in res.files.values())}")
     if res.autosave is not None:
         print(f"draft saved for the editor: {res.autosave}")
@@ -331,14 +339,17 @@ def _cmd_models(args: argparse.Namespace, settings: Settings) -> int:
 
     folder = settings.models_path
     if args.models_command == "list":
-        rows = svc.list_models(folder)
+        from workstation.services.remote_models import remote_models, remote_rows
+
+        rows = svc.list_models(folder) + remote_rows(remote_models(settings))
         if args.json:
             _print_json(rows)
         else:
             for r in rows:
                 code = {"trusted": "  [config code trusted]", "needs trust": "  [config code not trusted: refused]"}
                 print(f"{r['id']:<28} {r['version']:<8} {'/'.join(r['modalities']):<6} {r['title']}"
-                      f"{code.get(r.get('code') or '', '')}")
+                      f"{code.get(r.get('code') or '', '')}"
+                      + (f"  [unusable: {r['problem']}]" if r.get("source") == "remote" and r.get("problem") else ""))
         return 0
     if args.models_command == "install":
         info = svc.install_bundle(args.zip, folder, replace=args.replace, trust_code=args.trust_code)
@@ -389,7 +400,7 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         known = index.studies(result.study_ids) or index.studies()
     print(f"demo study at {folder}")
     _print_studies(summary["studies"])
-    study_id = known[0].id if known else None
+    study_id = max(known, key=lambda s: s.date).id if known else None  # the newest: the prior is its own study
     if args.no_gui:
         if study_id is None:
             return 0

@@ -336,7 +336,12 @@ class _Run:
                                         "opening the demo study")
         if not imported or not imported[0].study_ids:
             raise SelfTestError("the demo import reported no study")
-        self.study_id, self.series_id = int(sorted(imported[0].study_ids)[0]), int(series_id)
+        from workstation.index import StudyIndex
+
+        self.series_id = int(series_id)
+        with StudyIndex(self.settings.db_path) as index:  # the opened series' study (the demo brings a prior along)
+            row = index.series_by_id(self.series_id)
+        self.study_id = row.study_id if row is not None else int(sorted(imported[0].study_ids)[0])
         volume = window.session.volume()
         shape = "x".join(str(n) for n in volume.shape) if volume is not None else "?"
         return f"study {self.study_id}, series {self.series_id}: {shape} voxels, {imported[0].added} files imported"
@@ -438,8 +443,8 @@ class _Run:
         left = []
         if window.session.worker.is_running():
             left.append("inference worker")
-        if window.pool.activeThreadCount():
-            left.append("import pool")
+        if window.import_runner.is_running():
+            left.append("import runner")
         window.deleteLater()
         QApplication.processEvents()
         self.window = None

@@ -84,6 +84,17 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="PACS nodes, our AE title and listener port; validated on use by "
                     "workstation.pacs.nodes.PacsConfig (kept as data so settings never import the PACS stack)")
+    inference: dict[str, Any] = Field(
+        default_factory=dict,
+        description="engine options; 'remote': MONAI Label nodes, name -> URL or {url, token_env (the environment "
+                    "variable holding a bearer token), timeout_s, connect_timeout_s, retries, ca_file}; validated "
+                    "on use by inference.remote.nodes (a bad node is dropped with a warning). Only these nodes "
+                    "are ever contacted")
+    worklist: dict[str, Any] = Field(
+        default_factory=dict,
+        description="background worklist: 'analyze_incoming' (default false) queues every study a PACS pushes "
+                    "to the window's listener for analysis; 'model' (default builtin.ct, or remote:NODE/MODEL); "
+                    "validated on use by workstation.services.worklist.WorklistConfig")
     llm_dir: Path | None = Field(default=None, description="local language model folder for report drafting "
                                  "(config.json, *.safetensors, tokenizer); none = template drafter")
     device: Literal["auto", "cpu", "cuda", "mps"] = Field(

@@ -1,12 +1,16 @@
-"""Run a network over an image: sliding windows with progress, cancel, AMP and an out-of-memory cascade.
+"""Run a network over an image into a label map: sliding windows with progress, cancel, AMP and an OOM cascade.
 
-The predictor handed to MONAI's ``sliding_window_inference`` is wrapped so that
-before every network call (one batch of ``sw_batch_size`` windows) the cancel
-token is checked, and after it progress is reported as "sliding window i/n".
+The windows are MONAI's (``sliding_window_inference``'s padding, layout, order
+and weights) and are stitched cell by cell straight into the label map
+(``stitching``), so the full ``classes x volume`` float output is never held; a
+network whose output grid differs from its window falls back to MONAI's own
+stitching. The predictor is wrapped so that before every network call (one batch
+of ``sw_batch_size`` windows) the cancel token is checked, and after it progress
+is reported as "sliding window i/n".
 
 Out of memory (``torch.cuda.OutOfMemoryError``) is answered by a cascade of
 attempts (``plan_attempts``): halve ``sw_batch_size`` down to 1, then keep the
-windows on the GPU but stitch the full-size output on the CPU
+windows on the GPU but stitch on the CPU
 (``sw_device=cuda, device=cpu``), then run fully on the CPU. Each step adds a
 note to the run so the user learns why it was slower. On a CPU device only the
 batch halving applies (CPU allocation failures are not CUDA errors).
@@ -21,6 +25,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import numpy.typing as npt
+
+from inference.bundles.stitching import OutputGridMismatchError, labels_from_logits, stitch_labels, window_layout
 from inference.contract import RunContext
 from inference.errors import ModelError
 
@@ -68,23 +76,9 @@ def plan_attempts(device: str, sw_batch_size: int, windowed: bool = True) -> lis
     return attempts
 
 
-def _scan_interval(image: Sequence[int], roi: Sequence[int], overlap: Sequence[float]) -> list[int]:
-    """MONAI's window step per axis (``monai.inferers.utils._get_scan_interval``)."""
-    out = []
-    for size, r, o in zip(image, roi, overlap, strict=True):
-        out.append(int(r) if r == size else max(1, int(r * (1 - o))))
-    return out
-
-
 def count_windows(spatial_shape: Sequence[int], roi_size: Sequence[int], overlap: float | Sequence[float]) -> int:
     """How many windows ``sliding_window_inference`` will run on one image of ``spatial_shape``."""
-    from monai.data.utils import dense_patch_slices
-
-    dims = len(spatial_shape)
-    roi = [int(s) if r is None or int(r) <= 0 else int(r) for r, s in zip(roi_size, spatial_shape, strict=True)]
-    padded = [max(s, r) for s, r in zip(spatial_shape, roi, strict=True)]
-    ovl = [float(overlap)] * dims if isinstance(overlap, (int, float)) else [float(o) for o in overlap]
-    return len(dense_patch_slices(padded, roi, _scan_interval(padded, roi, ovl)))
+    return len(window_layout(spatial_shape, roi_size, overlap).slices)
 
 
 def _first_output(out: Any) -> torch.Tensor:
@@ -97,15 +91,15 @@ def _first_output(out: Any) -> torch.Tensor:
 
 
 def _run_once(image: torch.Tensor, network: Any, settings: WindowSettings, attempt: Attempt,
-              ctx: RunContext, span: tuple[float, float]) -> torch.Tensor:
+              ctx: RunContext, span: tuple[float, float]) -> tuple[npt.NDArray[np.integer[Any]], int]:
     import torch
-    from monai.inferers import sliding_window_inference
+    import torch.nn.functional as F  # noqa: N812 - torch's own convention
+    from monai.data.utils import compute_importance_map, get_valid_patch_size
+    from monai.utils import PytorchPadMode, look_up_option
 
     spatial = tuple(int(s) for s in image.shape[2:])
-    if settings.roi_size is None:
-        batches = 1
-    else:
-        batches = math.ceil(count_windows(spatial, settings.roi_size, settings.overlap) / attempt.sw_batch_size)
+    layout = None if settings.roi_size is None else window_layout(spatial, settings.roi_size, settings.overlap)
+    batches = 1 if layout is None else math.ceil(len(layout.slices) / attempt.sw_batch_size)
     done = 0
     lo, hi = span
 
@@ -120,13 +114,29 @@ def _run_once(image: torch.Tensor, network: Any, settings: WindowSettings, attem
     amp = ctx.device.amp and attempt.sw_device.startswith("cuda")
     autocast = torch.autocast("cuda", dtype=torch.float16) if amp else contextlib.nullcontext()
     with torch.inference_mode(), autocast:
-        if settings.roi_size is None:
-            return predictor(image.to(attempt.sw_device)).to(attempt.device)
-        out = sliding_window_inference(
-            image, list(settings.roi_size), attempt.sw_batch_size, predictor, overlap=settings.overlap,
-            mode=settings.mode, sigma_scale=settings.sigma_scale, padding_mode=settings.padding_mode,
-            cval=settings.cval, sw_device=attempt.sw_device, device=attempt.device)
-    return _first_output(out)
+        if layout is None:
+            return labels_from_logits(predictor(image.to(attempt.sw_device)).to(attempt.device))
+        padded = image
+        if any(layout.pad):
+            mode = look_up_option(settings.padding_mode, PytorchPadMode)
+            padded = F.pad(image, pad=layout.pad, mode=mode, value=settings.cval)
+        importance = compute_importance_map(get_valid_patch_size(layout.image_size, layout.roi), mode=settings.mode,
+                                            sigma_scale=settings.sigma_scale, device=attempt.sw_device,
+                                            dtype=image.dtype)[None, None]
+        try:
+            labels, channels = stitch_labels(padded, layout, attempt.sw_batch_size, predictor, importance,
+                                             attempt.sw_device, attempt.device)
+        except OutputGridMismatchError as exc:
+            logger.info("%s; stitching the full output with MONAI instead", exc)
+            from monai.inferers import sliding_window_inference
+
+            done = 0
+            out = sliding_window_inference(
+                image, list(settings.roi_size or ()), attempt.sw_batch_size, predictor, overlap=settings.overlap,
+                mode=settings.mode, sigma_scale=settings.sigma_scale, padding_mode=settings.padding_mode,
+                cval=settings.cval, sw_device=attempt.sw_device, device=attempt.device)
+            return labels_from_logits(_first_output(out))
+    return np.ascontiguousarray(labels[layout.crop(spatial)]), channels
 
 
 def _describe(failed: Attempt, nxt: Attempt) -> str:
@@ -140,12 +150,15 @@ def _describe(failed: Attempt, nxt: Attempt) -> str:
 
 def run_network(image: torch.Tensor, network: Any, settings: WindowSettings, ctx: RunContext, name: str,
                 span: tuple[float, float] = (0.15, 0.85),
-                plan: list[Attempt] | None = None) -> tuple[torch.Tensor, Attempt]:
-    """The network's output for ``image`` ``[1, C, X, Y, Z]``, and the attempt that produced it.
+                plan: list[Attempt] | None = None) -> tuple[npt.NDArray[np.integer[Any]], int, Attempt]:
+    """The label map ``[X, Y, Z]`` of ``image`` ``[1, C, X, Y, Z]``, the output's channel count, and the attempt.
 
-    ``plan`` defaults to ``plan_attempts(ctx.device.device, settings.sw_batch_size)``.
-    The network is moved to each attempt's ``sw_device`` (so after a CPU fallback it
-    is on the CPU: callers that cache networks must check the returned attempt).
+    Labels are the argmax over channels (``> 0`` for a single sigmoid channel) of
+    what ``sliding_window_inference`` would return, uint8 (uint16 above 256
+    channels). ``plan`` defaults to ``plan_attempts(ctx.device.device,
+    settings.sw_batch_size)``. The network is moved to each attempt's
+    ``sw_device`` (so after a CPU fallback it is on the CPU: callers that cache
+    networks must check the returned attempt).
     """
     import torch
 
@@ -154,7 +167,8 @@ def run_network(image: torch.Tensor, network: Any, settings: WindowSettings, ctx
         try:
             network.to(attempt.sw_device)
             source = image.to("cpu") if attempt.sw_device == "cpu" else image
-            return _run_once(source, network, settings, attempt, ctx, span), attempt
+            labels, channels = _run_once(source, network, settings, attempt, ctx, span)
+            return labels, channels, attempt
         except torch.cuda.OutOfMemoryError as exc:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()

@@ -18,8 +18,9 @@ Going in (``to_model_space``):
 Coming back (``to_input_grid``): the composed map from our voxel index to model
 voxel index is ``inv(A_model) @ LPS_TO_RAS @ A_volume``. The label map is
 sampled nearest-neighbour at the image of every one of our voxels, so the result
-lies exactly on the input grid; voxels that map outside the model grid (cropped
-away) are background. When that map is an axis permutation with integer
+lies exactly on the input grid; voxels that map outside the model grid's extent
+(more than half a model voxel beyond its border voxels: cropped away) are
+background. When that map is an axis permutation with integer
 steps and offsets (reorientation, integer up-sampling), the lookup is done by
 slicing, which is exact and cheap; otherwise by ``scipy.ndimage.affine_transform``
 with ``order=0``.
@@ -139,6 +140,8 @@ def to_input_grid(labels: npt.NDArray[Any], model_affine: npt.NDArray[np.float64
     from scipy.ndimage import affine_transform
 
     logger.debug("label map needs general nearest-neighbour resampling back to the input grid")
-    out = affine_transform(labels, mapping, output_shape=volume.shape, order=0, mode="constant", cval=0,
+    # "grid-constant": a voxel within half a model voxel of the border voxels takes their label ("constant"
+    # would cut at the border voxels' centres and drop a rim of the segmentation)
+    out = affine_transform(labels, mapping, output_shape=volume.shape, order=0, mode="grid-constant", cval=0,
                            prefilter=False)
     return np.asarray(out, dtype=labels.dtype)

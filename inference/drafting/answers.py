@@ -14,6 +14,12 @@ the notes' words, not as a claim about this scan. Answers:
   When lobes are not segmented, a lobe asked about is answered by the zone of
   the same name, and the answer says so.
 - Emphysema: the %LAA-950 values, or why there are none.
+- A follow-up request for lesions, with a prior compared
+  (``ReportInputs.comparison``): each lesion answered also says how it changed
+  since the prior ("grown since 2025-11-06 from 7.5 mm to 11.0 mm mean
+  diameter, volume +238%, volume doubling time 212 days",
+  ``inference.drafting.comparison``); a registration that failed its check is
+  said instead; with no prior, that interval change was not assessed.
 - Anything else ("?PE"): not assessed by the automated analysis (the quoted
   request names what it is; "pulmonary embolism" written out would name what
   neither the notes nor the findings name).
@@ -27,6 +33,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from inference.drafting.comparison import change_clause, not_compared_clause
 from inference.drafting.facts import image_reference, lesion_noun, lesion_place, lesion_zone
 from inference.drafting.indication import Target
 from inference.drafting.inputs import ReportInputs
@@ -91,10 +98,13 @@ def lesion_phrase(les: Lesion, verb: str = " measures") -> str:
             f"{format_value(les.short_axis_mm, 0)} mm" + (f" ({ref})" if ref else ""))
 
 
-def lesion_list(lesions: list[Lesion], limit: int = MAX_ANSWERED_LESIONS) -> str:
-    """The largest ``limit`` lesions as phrases, "; "-joined, with how many smaller ones are left out."""
+def lesion_list(lesions: list[Lesion], limit: int = MAX_ANSWERED_LESIONS, inputs: ReportInputs | None = None) -> str:
+    """The largest ``limit`` lesions as phrases, "; "-joined, with how many smaller ones are left out.
+
+    With ``inputs`` holding a comparison, each phrase adds the lesion's change since the prior.
+    """
     ordered = sorted(lesions, key=lambda x: (-x.long_axis_mm, x.number))
-    text = "; ".join(lesion_phrase(les) for les in ordered[:limit])
+    text = "; ".join(lesion_phrase(les) + _change(les, inputs) for les in ordered[:limit])
     rest = len(ordered) - limit
     return text + (f"; and {rest} smaller, listed in the findings" if rest > 0 else "")
 
@@ -127,8 +137,9 @@ def answer_targets(inputs: ReportInputs, targets: list[Target], cov: LungCoverag
             continue  # "lung cancer, staging": one request about the same lesions, answered once
         asked.add((t.text, t.side, t.part))
         if t.is_lesion:
-            answer = _answer_lesions(inputs, t, cov, out)
-            if inputs.comparison == "" and t.action == "follow-up" and not answer.startswith("not assess"):
+            follow_up = t.action == "follow-up"
+            answer = _answer_lesions(inputs, t, cov, out, follow_up)
+            if follow_up and inputs.comparison is None and not answer.startswith("not assess"):
                 answer += "; no prior images were available, so interval change was not assessed"
         elif t.kind == "emphysema":
             answer = _answer_emphysema(inputs, cov, out)
@@ -149,7 +160,16 @@ def _not_in_range(cov: LungCoverage, side: str, out: Answers) -> str:
     return ""
 
 
-def _answer_lesions(inputs: ReportInputs, t: Target, cov: LungCoverage, out: Answers) -> str:
+def _change(les: Lesion, inputs: ReportInputs | None) -> str:
+    """", grown since ... days" for a lesion with a change record; "" without a comparison or record."""
+    c = inputs.comparison if inputs is not None else None
+    if c is None or not c.registration.passed:
+        return ""
+    ch = c.change_for_current(les.number)
+    return f", {change_clause(ch, c)}" if ch is not None else ""
+
+
+def _answer_lesions(inputs: ReportInputs, t: Target, cov: LungCoverage, out: Answers, follow_up: bool = False) -> str:
     labels = lesion_labels(inputs)
     if not labels:
         return "not assessed, since the automated analysis does not detect lesions"
@@ -169,7 +189,10 @@ def _answer_lesions(inputs: ReportInputs, t: Target, cov: LungCoverage, out: Ans
         return note
     out.lesions |= {(les.name, les.number) for les in found}
     where = f" in the {place}" if place else ""
-    text = lesion_list(found) if found else f"no {noun} was found{where}"
+    text = lesion_list(found, inputs=inputs if follow_up else None) if found else f"no {noun} was found{where}"
+    c = inputs.comparison
+    if follow_up and c is not None and not c.registration.passed:
+        text += f"; {not_compared_clause(c)}"
     return text + (f"; {note}" if note else "")
 
 

@@ -27,8 +27,8 @@ COMPARISON = "Comparison"
 FINDINGS = "Findings"
 IMPRESSION = "Impression"
 SECTIONS: tuple[str, ...] = (CLINICAL, TECHNIQUE, COMPARISON, FINDINGS, IMPRESSION)
-# sections rendered one sentence per line (the others as one paragraph)
-_LINE_SECTIONS = (FINDINGS,)
+# sections rendered one sentence per line (the others as one paragraph): a finding, a compared lesion
+_LINE_SECTIONS = (COMPARISON, FINDINGS)
 
 _ALIASES: dict[str, str] = {
     "clinical information": CLINICAL, "clinical info": CLINICAL, "clinical history": CLINICAL,

@@ -8,8 +8,13 @@
   structure gives its volume and (CT) mean HU; every lesion its axial long and
   short axis, 3-D long/short axis, mean diameter, volume, mean HU and centroid
   z; every named measurement its value.
-- ``TextSource``: a text a sentence may quote (a note, the comparison, a
-  caution, a measurement's method, the technique facts), with its quantities.
+- ``TextSource``: a text a sentence may quote (a note, the comparison's
+  criteria, reasons and cautions, the guideline recommendation, a caution, a
+  measurement's method, the technique facts), with its quantities.
+- ``ChangeFacts``: with a comparison (``inference.followup.model``), each
+  lesion's numbers of the record by time point: prior and current long, short
+  and mean diameter and volume, and the changes (mean diameter, volume %), for
+  ``inference.drafting.grounding_comparison``.
 - the concepts that are known (segmented, or in the model's label table) and
   the concepts the texts mention.
 """
@@ -24,6 +29,7 @@ from inference.drafting.inputs import ReportInputs, note_label
 from inference.drafting.lexicon import ZONE_CONCEPTS, concepts_in, label_concepts
 from inference.drafting.quantities import UNITS, Quantity, find_quantities, unit_key
 from inference.findings import Findings, Lesion, StructureFinding, Zone, parse_zone
+from inference.followup.model import Comparison, LesionChange, LesionSnapshot
 from inference.image_refs import image_text
 from inference.labels import readable_name
 
@@ -81,6 +87,17 @@ class TextSource:
     quantities: tuple[Quantity, ...]
 
 
+@dataclass(frozen=True)
+class ChangeFacts:
+    """One lesion of the comparison record: its change and its numbers prior, now and as change."""
+
+    change: LesionChange
+    link: FindingLink
+    prior: tuple[Fact, ...]
+    current: tuple[Fact, ...]
+    delta: tuple[Fact, ...]
+
+
 @dataclass
 class GroundingFacts:
     """Everything the grounding check compares a draft with."""
@@ -93,6 +110,8 @@ class GroundingFacts:
     lesion_sides: list[tuple[str, FindingLink]] = field(default_factory=list)
     concept_links: dict[str, list[tuple[str, FindingLink]]] = field(default_factory=dict)
     lesions: list[tuple[Lesion, FindingLink]] = field(default_factory=list)
+    comparison: Comparison | None = None
+    changes: list[ChangeFacts] = field(default_factory=list)
 
     def texts_of(self, *kinds: str) -> list[TextSource]:
         """The text sources of these kinds, in the order of ``kinds``."""
@@ -241,9 +260,8 @@ def _add_texts(out: GroundingFacts, inputs: ReportInputs) -> None:
     for i, note in enumerate(inputs.notes, start=1):
         label = note_label(note, i)
         out.texts.append(_text("notes", note.text, FindingLink(f"note:{i}", "notes", label)))
-    if inputs.comparison:
-        out.texts.append(_text("comparison", inputs.comparison, FindingLink("comparison", "comparison",
-                                                                            "comparison")))
+    if inputs.comparison is not None:
+        _add_comparison(out, inputs.comparison)
     t = inputs.technique
     parts = [t.modality, t.body_part, t.study_description, t.series_description, t.kernel]
     if t.slice_thickness_mm is not None:
@@ -251,3 +269,52 @@ def _add_texts(out: GroundingFacts, inputs: ReportInputs) -> None:
     out.texts.append(_text("technique", "; ".join(p for p in parts if p), FindingLink("technique", "technique",
                                                                                       "technique")))
     out.text_concepts = concepts_in(src.text for src in out.texts)
+
+
+COMPARISON_LINK = FindingLink("comparison", "comparison", "comparison with the prior study")
+RECOMMENDATION_LINK = FindingLink("comparison:recommendation", "guideline", "guideline recommendation")
+
+
+def _snapshot_facts(s: LesionSnapshot, when: str, link: FindingLink) -> tuple[Fact, ...]:
+    concepts = frozenset({"lesion"})
+    lengths = (("long axis", s.long_axis_mm), ("short axis", s.short_axis_mm), ("mean diameter", s.mean_diameter_mm))
+    return (*(Fact("length", v, f"{when} {q}", link, concepts) for q, v in lengths),
+            Fact("volume", s.volume_ml, f"{when} volume", link, concepts))
+
+
+def change_link(ch: LesionChange, index: int) -> FindingLink:
+    """The link of one lesion's change: to the current lesion's centre and image (a resolved one has none)."""
+    cur, pri = ch.current, ch.prior
+    name = f"lesion {cur.number}" if cur is not None else f"prior lesion {pri.number if pri else '?'}"
+    if cur is not None and pri is not None:
+        name += f" (prior lesion {pri.number})"
+    return FindingLink(f"comparison:lesion:{index}", "comparison", name,
+                       centroid_lps=_triple(cur.centroid_lps) if cur is not None else None,
+                       series_number=cur.series_number if cur is not None else None,
+                       instance_number=cur.instance_number if cur is not None else None)
+
+
+def _add_comparison(out: GroundingFacts, c: Comparison) -> None:
+    """The comparison record's numbers per lesion, and its texts (criteria, reasons, cautions, recommendation)."""
+    out.comparison = c
+    if c.registration.passed:
+        for i, ch in enumerate(c.changes):
+            link = change_link(ch, i)
+            delta = []
+            if ch.diameter_change_mm is not None:
+                delta.append(Fact("length", ch.diameter_change_mm, "change of mean diameter", link,
+                                  frozenset({"lesion"})))
+            if ch.volume_change_percent is not None:
+                delta.append(Fact("percent", ch.volume_change_percent, "volume change", link, frozenset({"lesion"})))
+            out.changes.append(ChangeFacts(
+                ch, link, _snapshot_facts(ch.prior, "prior", link) if ch.prior is not None else (),
+                _snapshot_facts(ch.current, "current", link) if ch.current is not None else (), tuple(delta)))
+    texts = [c.criteria.describe(), c.registration.reason, *c.cautions, c.prior_study_description]
+    for text in texts:
+        if text.strip():
+            out.texts.append(_text("comparison", text, COMPARISON_LINK))
+    rec = c.recommendation
+    guideline = [rec.text, rec.rule, rec.basis, *rec.assumptions] if rec is not None else []
+    for text in [*guideline, c.recommendation_reason]:
+        if text.strip():
+            out.texts.append(_text("guideline", text, RECOMMENDATION_LINK))

@@ -24,7 +24,11 @@ Rules, per sentence (``check_draft``):
    needs both. A count before a lesion word ("4 nodule candidates") must equal
    the number of lesions (on the clause's side, if it names one). In Clinical
    information and Comparison sides are history and are not checked.
-4. Places and images (``inference.drafting.grounding_places``): a zone or lobe
+4. The comparison with a prior (``inference.drafting.grounding_comparison``):
+   dates, intervals, doubling times, prior references and image numbers, and
+   the sizes then and now of the lesions a sentence names, against the
+   comparison record; judged there first.
+5. Places and images (``inference.drafting.grounding_places``): a zone or lobe
    ("right upper zone, peripheral") must be the lesion's, and "series 2,
    image 78" its image. A double-quoted passage the notes hold word for word
    is the notes' wording and is not judged as a claim.
@@ -43,6 +47,7 @@ from typing import Any
 
 from inference.drafting.draft import CLINICAL, COMPARISON, FINDINGS, IMPRESSION, TECHNIQUE, ReportDraft
 from inference.drafting.facts import Fact, FindingLink, GroundingFacts, TextSource, collect_facts
+from inference.drafting.grounding_comparison import check_comparison
 from inference.drafting.grounding_places import (
     check_images,
     check_places,
@@ -132,6 +137,7 @@ def check_sentence(text: str, section: str, facts: GroundingFacts, index: int = 
     """The verdict on one sentence of ``section`` (see the module docstring for the rules)."""
     result = SentenceCheck(section, index, text)
     masked = _MASK.sub(lambda m: " " * len(m.group(0)), mask_quoted_notes(text, facts, result.links))
+    masked, judged = check_comparison(masked, section, facts, result.reasons, result.links)
     spans = clauses(masked)
     mentions = find_terms(masked)
     _check_structures(result, mentions, facts)
@@ -140,7 +146,8 @@ def check_sentence(text: str, section: str, facts: GroundingFacts, index: int = 
         check_places(masked, facts, result.reasons, result.links)
         check_images(masked, facts, result.reasons, result.links)
     for q in find_quantities(masked):
-        _check_quantity(result, q, masked, spans, mentions, section, facts)
+        if q.start not in judged:
+            _check_quantity(result, q, masked, spans, mentions, section, facts)
     if section in _SIDE_SECTIONS:
         _check_laterality(result, masked, spans, mentions, facts)
         _check_counts(result, masked, spans, facts)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from inference.drafting.lexicon import body_part_words, dicom_text
 from inference.findings import Findings
+from inference.followup.model import Comparison
 from inference.labels import LabelTable
 
 if TYPE_CHECKING:
@@ -142,24 +143,26 @@ class ReportInputs:
     DICOM field name or "note N", never as a path (paths often hold names).
     ``label_table`` lists what the model could have found (so "no nodule" can
     be said when a nodule label exists but found nothing); ``analysis`` names
-    the model that measured the findings (e.g. "builtin.ct 1.0").
+    the model that measured the findings (e.g. "builtin.ct 1.0"). ``comparison`` is
+    the current study compared with a prior (``inference.followup``), None when
+    no prior was compared: the draft's Comparison section, the impression's
+    follow-up answer and recommendation, and the grounding check all read it.
     """
 
     findings: Findings
     technique: TechniqueFacts = field(default_factory=TechniqueFacts)
     notes: tuple[ClinicalNote, ...] = ()
-    comparison: str = ""
+    comparison: Comparison | None = None
     label_table: LabelTable | None = None
     analysis: str = ""
 
     def __post_init__(self) -> None:
         notes = tuple(ClinicalNote(str(s), scrub_identifiers(str(t)).strip()) for s, t in self.notes)
         object.__setattr__(self, "notes", tuple(n for n in notes if n.text))
-        object.__setattr__(self, "comparison", scrub_identifiers(self.comparison).strip())
 
     @classmethod
-    def from_analysis(cls, result: AnalysisResult, notes: Iterable[tuple[str, str]] = (), comparison: str = "",
-                      study_description: str = "") -> ReportInputs:
+    def from_analysis(cls, result: AnalysisResult, notes: Iterable[tuple[str, str]] = (),
+                      comparison: Comparison | None = None, study_description: str = "") -> ReportInputs:
         """Inputs from an engine result (findings, label table, technique from the volume's headers)."""
         volume = result.request.volume
         prov = result.provenance

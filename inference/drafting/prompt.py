@@ -16,6 +16,11 @@ Design:
   (``inference.drafting.indication``), each with the answer the measurements give
   (``inference.drafting.answers``), and the instruction says to answer them first
   in the Impression, in that order.
+- A comparison with a prior study is given as the Comparison section's own
+  lines (``inference.drafting.comparison``: prior date and series, each lesion's
+  sizes prior and now, volume change, doubling time), and the guideline
+  recommendation only as the comparison record holds it, with its rule; the
+  instruction forbids any other follow-up advice.
 - Notes are labelled by DICOM field name or "note N", never by file path
   (paths often contain patient names); the inputs are already scrubbed of
   identifiers (``inference.drafting.inputs``). Notes are capped in length so a
@@ -31,6 +36,7 @@ import logging
 from typing import Any
 
 from inference.drafting.answers import answer_targets, lung_coverage
+from inference.drafting.comparison import prompt_lines, recommendation_item, summary_item
 from inference.drafting.draft import SECTIONS
 from inference.drafting.facts import image_reference, lesion_noun, lesion_place
 from inference.drafting.indication import targets_of
@@ -57,6 +63,12 @@ SYSTEM_PROMPT = (
     "given there; then the other findings.\n"
     "8. Name each lesion's lobe or zone and its image (series and image number) exactly as given."
 )
+COMPARISON_RULE = (
+    "\n9. In the Comparison section, give the prior study and each lesion's change exactly as given under "
+    "COMPARISON (dates, sizes prior and now, volume change, doubling time, images). Give a follow-up "
+    "recommendation only as given under RECOMMENDATION, with its rule; never any other."
+)
+"""Added to ``SYSTEM_PROMPT`` when a prior was compared (a prompt without one stays as short as before)."""
 
 
 def findings_lines(inputs: ReportInputs) -> list[str]:
@@ -132,7 +144,10 @@ def user_prompt(inputs: ReportInputs) -> str:
         block("REQUEST (answer first, in this order)", request_lines(inputs), "no specific question"),
         block("CLINICAL NOTES (de-identified)", notes_lines(inputs), "none provided"),
         block("TECHNIQUE", technique_lines(inputs), "not recorded"),
-        block("COMPARISON", [inputs.comparison] if inputs.comparison else [], "no prior imaging available"),
+        block("COMPARISON", [*prompt_lines(inputs), *[x for x in [summary_item(inputs)] if x]],
+              "no prior imaging available"),
+        *([block("RECOMMENDATION", [x for x in [recommendation_item(inputs)] if x],
+                 "none: do not recommend follow-up intervals")] if inputs.comparison is not None else []),
         block("MEASURED FINDINGS (automated)", findings_lines(inputs), "none"),
         block("CAUTIONS", inputs.cautions(), "none"),
     ]
@@ -141,7 +156,8 @@ def user_prompt(inputs: ReportInputs) -> str:
 
 def build_messages(inputs: ReportInputs) -> list[dict[str, str]]:
     """Chat messages: the system instruction and the facts."""
-    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user_prompt(inputs)}]
+    system = SYSTEM_PROMPT + (COMPARISON_RULE if inputs.comparison is not None else "")
+    return [{"role": "system", "content": system}, {"role": "user", "content": user_prompt(inputs)}]
 
 
 def plain_prompt(messages: list[dict[str, str]]) -> str:

@@ -12,7 +12,11 @@ range without lungs leads with the anatomy analysed. The one piece of guidance i
 gives is generic: which Fleischner Society (2017) size category the largest
 solid nodule falls in, and when those guidelines apply at all; it never
 chooses a follow-up interval, since that depends on risk factors it does not
-know. Its output passes its own grounding check (``inference.drafting.grounding``).
+know. With a prior compared (``ReportInputs.comparison``) the Comparison section,
+the follow-up answer, a change summary and the guideline recommendation come from
+the comparison record (``inference.drafting.comparison``); the recommendation is
+only ever the record's. Its output passes its own grounding check
+(``inference.drafting.grounding``).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from inference.drafting.answers import (
     lung_coverage,
     side_of_lesion,
 )
+from inference.drafting.comparison import comparison_section, recommendation_item, summary_item
 from inference.drafting.draft import CLINICAL, COMPARISON, FINDINGS, IMPRESSION, SECTIONS, TECHNIQUE, ReportDraft
 from inference.drafting.facts import image_reference, lesion_noun, lesion_place
 from inference.drafting.indication import targets_of
@@ -154,8 +159,8 @@ def technique(inputs: ReportInputs) -> list[str]:
 
 
 def comparison(inputs: ReportInputs) -> list[str]:
-    """The comparison text, or a statement that none was available."""
-    return split_sentences(inputs.comparison) or ["No prior imaging was available for comparison."]
+    """The prior study and each lesion's change, or a statement that no prior was available."""
+    return comparison_section(inputs)
 
 
 def _m(f: Findings, name: str, side: str = "", structure: str = "") -> Measurement | None:
@@ -279,8 +284,10 @@ def impression(inputs: ReportInputs) -> list[str]:
     """Numbered conclusions, never a diagnosis.
 
     First what the scan range holds when it holds no lung (the anatomy analysed);
-    then one answer per request in the notes, in order; then the lesions no
-    answer named (and the Fleischner size category of the largest nodule), the
+    then one answer per request in the notes, in order; with a prior compared,
+    the change summary; then the lesions no answer named (and the Fleischner size
+    category of the largest nodule, or the comparison record's guideline
+    recommendation with its rule), the
     emphysema index when no answer gave it, and what could not be assessed.
     """
     f = inputs.findings
@@ -291,6 +298,11 @@ def impression(inputs: ReportInputs) -> list[str]:
     if not cov.present:
         out.append(analysed_anatomy(inputs))
     out += answers.sentences
+    summary = summary_item(inputs)
+    if summary is not None and not any("registration failed" in a and "registration failed" in summary
+                                       for a in answers.sentences):  # a failed comparison is said once
+        out.append(summary)
+    recommendation = recommendation_item(inputs)
     asked = any(t.is_lesion for t in targets)
     for name in dict.fromkeys(les.name for les in f.lesions):
         group = [les for les in f.lesions if les.name == name]
@@ -302,8 +314,10 @@ def impression(inputs: ReportInputs) -> list[str]:
         elif not asked:
             out.append(f"{len(group)} {label} candidate{'s' if len(group) != 1 else ''}; the largest, "
                        f"{lesion_phrase(largest)}.")
-        if lesion_noun(name) == "nodule":
+        if lesion_noun(name) == "nodule" and (inputs.comparison is None or inputs.comparison.recommendation is None):
             out.append(fleischner_note(largest))
+    if recommendation is not None:
+        out.append(recommendation)
     if not f.lesions and not asked and lesion_labels(inputs):
         if cov.modelled and not cov.present:
             answers.lungs_absent_said = True

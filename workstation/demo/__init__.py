@@ -2,7 +2,9 @@
 
 ``ensure_demo_study(cache_dir)`` gives the application something to open on a
 fresh machine; ``generate_demo_study`` and ``build_phantom`` give tests a study
-whose answers (lung volumes, nodules, %LAA-950) are known exactly.
+whose answers (lung volumes, nodules, %LAA-950) are known exactly; ``generate_demo_prior``
+writes the same chest a year earlier in another pose (``prior/`` inside the demo folder), with the
+pair's known change (``load_followup_truth``).
 """
 
 from workstation.demo.anatomy import Grid, Phantom, Tissue, build_phantom
@@ -12,6 +14,7 @@ from workstation.demo.phantom import (
     ensure_demo_study,
     generate_demo_study,
 )
+from workstation.demo.prior import FollowupTruth, NoduleChangeTruth, generate_demo_prior, load_followup_truth
 from workstation.demo.truth import DemoTruth, EmphysemaTruth, LungTruth, NoduleTruth, load_truth
 
 __all__ = [
@@ -19,13 +22,17 @@ __all__ = [
     "GENERATOR_VERSION",
     "DemoTruth",
     "EmphysemaTruth",
+    "FollowupTruth",
     "Grid",
     "LungTruth",
+    "NoduleChangeTruth",
     "NoduleTruth",
     "Phantom",
     "Tissue",
     "build_phantom",
     "ensure_demo_study",
+    "generate_demo_prior",
     "generate_demo_study",
+    "load_followup_truth",
     "load_truth",
 ]

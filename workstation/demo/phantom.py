@@ -36,6 +36,8 @@ DEMO_FOLDER_NAME = "chest_ct_phantom"
 VERSION_FILE = "generator_version.json"  # not a DICOM name: imports list it as ignored, not as bad input
 NOTES_FILE = "notes.txt"
 TRUTH_FILE = "truth.json"
+PRIOR_FOLDER_NAME = "prior"  # the prior study a year earlier (``workstation.demo.prior``), inside the demo folder
+FOLLOWUP_TRUTH_FILE = "followup_truth.json"
 STALE_TEMP_SECONDS = 3600.0
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
@@ -86,8 +88,13 @@ def _ds(value: float) -> str:
     return "0" if text == "-0" else text
 
 
-def _base_dataset(grid: Grid, seed: int) -> Any:
-    """The attributes shared by every slice of the series."""
+def _base_dataset(grid: Grid, seed: int, role: tuple[str, ...] = ()) -> Any:
+    """The attributes shared by every slice of the series.
+
+    ``role`` (e.g. ``("prior",)``) enters every UID, so another study of the
+    same patient gets its own study, series, frame-of-reference and instance
+    UIDs; empty for the current demo study, whose UIDs it leaves unchanged.
+    """
     from pydicom.dataset import Dataset, FileMetaDataset
 
     _, nr, nc = grid.shape
@@ -127,13 +134,13 @@ def _base_dataset(grid: Grid, seed: int) -> Any:
     ds.ReconstructionDiameter = _ds(max(nr * dy, nc * dx))
     ds.ConvolutionKernel = "B30f"
     ds.PatientPosition = "HFS"
-    ds.StudyInstanceUID = _uid(seed, grid.shape, "study")
-    ds.SeriesInstanceUID = _uid(seed, grid.shape, "series")
+    ds.StudyInstanceUID = _uid(seed, grid.shape, *role, "study")
+    ds.SeriesInstanceUID = _uid(seed, grid.shape, *role, "series")
     ds.StudyID = "1"
     ds.SeriesNumber = 2
     ds.AcquisitionNumber = 1
     ds.ImageOrientationPatient = ["1", "0", "0", "0", "1", "0"]
-    ds.FrameOfReferenceUID = _uid(seed, grid.shape, "frame-of-reference")
+    ds.FrameOfReferenceUID = _uid(seed, grid.shape, *role, "frame-of-reference")
     ds.PositionReferenceIndicator = ""
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
@@ -163,9 +170,16 @@ def _base_dataset(grid: Grid, seed: int) -> Any:
     return ds
 
 
-def _write_series(folder: Path, grid: Grid, hu: npt.NDArray[np.int16], seed: int) -> list[Path]:
-    """One file per slice, numbered from the top of the chest down as a scanner would."""
-    ds = _base_dataset(grid, seed)
+def _write_series(folder: Path, grid: Grid, hu: npt.NDArray[np.int16], seed: int, role: tuple[str, ...] = (),
+                  attributes: dict[str, Any] | None = None) -> list[Path]:
+    """One file per slice, numbered from the top of the chest down as a scanner would.
+
+    ``role`` and ``attributes`` (top-level keywords overriding the defaults, e.g.
+    StudyDate) let ``workstation.demo.prior`` write another study of the same patient.
+    """
+    ds = _base_dataset(grid, seed, role)
+    for keyword, value in (attributes or {}).items():
+        setattr(ds, keyword, value)
     stored = (hu.astype(np.int32) - RESCALE_INTERCEPT).astype("<u2")
     z, _, _ = grid.axes()
     x0, y0, _ = grid.origin
@@ -173,7 +187,7 @@ def _write_series(folder: Path, grid: Grid, hu: npt.NDArray[np.int16], seed: int
     paths: list[Path] = []
     for number in range(1, ns + 1):
         k = ns - number  # instance 1 is the most superior slice
-        uid = _uid(seed, grid.shape, "instance", number)
+        uid = _uid(seed, grid.shape, *role, "instance", number)
         ds.file_meta.MediaStorageSOPInstanceUID = uid
         ds.SOPInstanceUID = uid
         ds.InstanceNumber = number
@@ -215,7 +229,8 @@ def generate_demo_study(
 def _current(study: Path) -> bool:
     try:
         data = json.loads((study / VERSION_FILE).read_text(encoding="utf-8"))
-        return isinstance(data, dict) and data.get("generator_version") == GENERATOR_VERSION
+        with_prior = (study / PRIOR_FOLDER_NAME / FOLLOWUP_TRUTH_FILE).is_file()  # cached before the prior existed
+        return isinstance(data, dict) and data.get("generator_version") == GENERATOR_VERSION and with_prior
     except (OSError, ValueError):
         return False
 
@@ -246,7 +261,10 @@ def ensure_demo_study(cache_dir: Path) -> Path:
     _remove_stale(cache_dir)
     tmp = Path(tempfile.mkdtemp(prefix=f".{DEMO_FOLDER_NAME}.", suffix=".tmp", dir=cache_dir))
     try:
-        generate_demo_study(tmp)
+        current = generate_demo_study(tmp)
+        from workstation.demo.prior import generate_demo_prior  # builds on this module
+
+        generate_demo_prior(tmp / PRIOR_FOLDER_NAME, current)
         (tmp / VERSION_FILE).write_text(json.dumps({"generator_version": GENERATOR_VERSION}) + "\n",
                                         encoding="utf-8")
         if study.exists():

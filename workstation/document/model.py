@@ -91,8 +91,9 @@ class Section:
     sentences: list[Sentence] = field(default_factory=list)
 
     def text(self) -> str:
-        """The section as printed: Impression/Conclusion as a numbered list, Findings one sentence a line
-        (as the drafter lays them out), other sections as prose; list items always on their own lines."""
+        """The section as printed: Impression/Conclusion as a numbered list, Findings and Comparison one
+        sentence a line (as the drafter lays them out), other sections as prose; list items always on their
+        own lines."""
         key = self.title.strip().lower()
         if key in _NUMBERED_SECTIONS:
             return "\n".join(s.text if _LIST_ITEM.match(s.text) else f"{i}. {s.text}"
@@ -121,7 +122,7 @@ class Section:
 
 _LIST_ITEM = re.compile(r"^(\d+[.)]|[-•*])\s")
 _NUMBERED_SECTIONS = frozenset({"impression", "impressions", "conclusion", "conclusions"})
-_LINE_SECTIONS = frozenset({"findings"})
+_LINE_SECTIONS = frozenset({"findings", "comparison"})  # one finding, one compared lesion a line
 
 
 @dataclass(frozen=True)

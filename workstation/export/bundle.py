@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from inference.contract import AnalysisResult
+from inference.followup.model import Comparison
 from workstation.dicomio.headers import InstanceHeader
 from workstation.document.editing import ReportDocument
 from workstation.export.deid import Deidentifier
@@ -63,8 +64,13 @@ class ExportResult:
 
 
 def export_study(result: AnalysisResult, headers: Sequence[InstanceHeader], out_dir: str | Path,
-                 report: ReportDocument | None = None, options: ExportOptions | None = None) -> ExportResult:
-    """Write the chosen exports of ``result`` (made from the series ``headers``) into ``out_dir``."""
+                 report: ReportDocument | None = None, options: ExportOptions | None = None, *,
+                 comparison: Comparison | None = None) -> ExportResult:
+    """Write the chosen exports of ``result`` (made from the series ``headers``) into ``out_dir``.
+
+    With ``comparison`` (the study compared with a prior, ``inference.followup``), the measurement SR
+    carries the prior's measurements as a second time point and the PDF a change table.
+    """
     opts = options or ExportOptions()
     unknown = set(opts.formats) - ALL_FORMATS
     if unknown:
@@ -93,7 +99,8 @@ def export_study(result: AnalysisResult, headers: Sequence[InstanceHeader], out_
         evidence.append(seg.dataset)
     if "sr" in fmts and seg is not None:
         path, msr = write_measurement_sr(result, sources, seg, out / FILE_NAMES["sr"], sign_off=sign_off,
-                                         organization=opts.organization, deid=deid, protect=protect)
+                                         organization=opts.organization, deid=deid, protect=protect,
+                                         comparison=comparison)
         res.files["sr"] = path
         evidence.append(msr)
     if report is not None and "report_sr" in fmts:
@@ -102,7 +109,7 @@ def export_study(result: AnalysisResult, headers: Sequence[InstanceHeader], out_
         res.files["report_sr"] = path
     if report is not None and "pdf" in fmts:
         res.files["pdf"] = write_pdf(report, out / FILE_NAMES["pdf"], result, sources.info,
-                                     key_images=opts.key_images, deid=deid, protect=protect)
+                                     key_images=opts.key_images, deid=deid, protect=protect, comparison=comparison)
     if report is not None and "txt" in fmts:
         res.files["txt"] = write_text(report, out / FILE_NAMES["txt"], sources.info, deid=deid, protect=protect)
     if "nifti" in fmts:

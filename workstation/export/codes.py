@@ -42,6 +42,7 @@ UCUM = {
     "mm2": ("mm2", "UCUM", "square millimeter"),
     "HU": ("[hnsf'U]", "UCUM", "Hounsfield unit"),
     "%": ("%", "UCUM", "percent"),
+    "d": ("d", "UCUM", "day"),
     "": ("1", "UCUM", "no units"),
 }
 

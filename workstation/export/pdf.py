@@ -6,7 +6,8 @@ after sign-off the banner gives way to ``Signed by NAME on DATE`` with the
 models that drafted and measured. Key images come from the same renderer as
 the montage (``workstation.key_images``, ``key_slices``), captioned in
 the PDF rather than in the pixels, so a signed PDF never shows a "draft" label
-burnt into its images.
+burnt into its images. With a comparison with a prior study, a change table
+follows the report text (``workstation.export.pdf_comparison``).
 
 Fonts: a Unicode TrueType font (DejaVu Sans from ``resources/fonts``, the
 system, or Arial on Windows/macOS) so that "≤", "±", "µ" and dashes print; without
@@ -22,11 +23,13 @@ from typing import Any
 
 from inference.contract import AnalysisResult
 from inference.findings import lesion_volume_text, unit_text
+from inference.followup.model import Comparison
 from inference.image_refs import lesion_text
 from inference.labels import readable_name
 from workstation.document.editing import ReportDocument
 from workstation.export.deid import Deidentifier
 from workstation.export.files import APPLICATION, safe_target, software_version, write_atomic
+from workstation.export.pdf_comparison import comparison_block
 from workstation.export.sources import StudyInfo
 from workstation.export.text import (
     DRAFT_BANNER,
@@ -187,12 +190,18 @@ class _Writer:
         self.pdf.set_draw_color(*GREY)
         self.pdf.ln(2)
 
-    def table(self, headings: Sequence[str], rows: Sequence[Sequence[str]], widths: Sequence[float]) -> None:
+    def table(self, headings: Sequence[str], rows: Sequence[Sequence[str]], widths: Sequence[float],
+              bold_rows: Callable[[int], bool] | None = None) -> None:
+        """A table with a grey heading row; ``bold_rows(i)`` prints data row ``i`` in bold."""
+        from fpdf.fonts import FontFace
+
         self.font(8.5)
+        bold = FontFace(emphasis="BOLD")
         with self.pdf.table(col_widths=tuple(widths), text_align="LEFT", line_height=4.8,
                             first_row_as_headings=True, headings_style=_headings_style()) as table:
-            for row in [headings, *rows]:
-                cells = table.row()
+            for i, row in enumerate([headings, *rows]):
+                style = bold if i > 0 and bold_rows is not None and bold_rows(i - 1) else None
+                cells = table.row(style=style)
                 for value in row:
                     cells.cell(self.t(value))
         self.pdf.ln(1)
@@ -276,8 +285,9 @@ def _legend(w: _Writer, result: AnalysisResult, picks: Sequence[int]) -> None:
 
 
 def render_pdf(doc: ReportDocument, result: AnalysisResult | None = None, info: StudyInfo | None = None, *,
-               title: str = "", key_images: int = 6, deid: Deidentifier | None = None) -> bytes:
-    """The report as PDF bytes."""
+               title: str = "", key_images: int = 6, deid: Deidentifier | None = None,
+               comparison: Comparison | None = None) -> bytes:
+    """The report as PDF bytes (with ``comparison``, the prior study and the change table after the text)."""
     if deid is not None and info is not None:
         info = deid.study_info(info)
     w = _Writer(draft=doc.sign_off is None, scrub=deid.scrub if deid is not None else None)
@@ -301,6 +311,8 @@ def render_pdf(doc: ReportDocument, result: AnalysisResult | None = None, info: 
         w.heading("Review needed: sentences flagged by the grounding check")
         for s in pending:
             w.para(f"- {s.text} [{'; '.join(s.flags)}]", 9, RED)
+    if comparison is not None:
+        comparison_block(w, comparison, RED, GREY)
     if result is not None:
         if result.findings.cautions:
             w.heading("Cautions")
@@ -317,10 +329,10 @@ def render_pdf(doc: ReportDocument, result: AnalysisResult | None = None, info: 
 
 def write_pdf(doc: ReportDocument, path: str | Path, result: AnalysisResult | None = None,
               info: StudyInfo | None = None, *, key_images: int = 6, deid: Deidentifier | None = None,
-              protect: Sequence[str | Path] = ()) -> Path:
+              protect: Sequence[str | Path] = (), comparison: Comparison | None = None) -> Path:
     """Write the report PDF to ``path``."""
     target = safe_target(path, protect)
-    data = render_pdf(doc, result, info, key_images=key_images, deid=deid)
+    data = render_pdf(doc, result, info, key_images=key_images, deid=deid, comparison=comparison)
     write_atomic(target, lambda tmp: tmp.write_bytes(data))
     logger.info("wrote report PDF %s (%d bytes)", target.name, len(data))
     return target

@@ -20,7 +20,10 @@ Content (TID 1500 "Imaging Measurement Report"):
   body-composition areas...): tracking identifier ``"<name>, <structure>"``,
   finding site = the structure's code when it is a label.
 
-Units are UCUM (``mL``, ``mm``, ``cm2``, ``[hnsf'U]``, ``%``).
+With a comparison with a prior study, lesions carry two time points and their
+change (``workstation.export.sr_comparison``).
+
+Units are UCUM (``mL``, ``mm``, ``cm2``, ``[hnsf'U]``, ``%``, ``d``).
 
 Sign-off state: VerificationFlag VERIFIED (by the signing radiologist, at the
 signing time), CompletionFlag COMPLETE and PreliminaryFlag FINAL only once the
@@ -40,6 +43,7 @@ from typing import Any
 
 from inference.contract import AnalysisResult
 from inference.findings import Lesion, Measurement, StructureFinding
+from inference.followup.model import Comparison
 from inference.image_refs import lesion_ref
 from inference.labels import readable_name
 from workstation.document.model import SignOff
@@ -48,6 +52,7 @@ from workstation.export.deid import Deidentifier
 from workstation.export.files import APPLICATION, MEASUREMENT_SR_SERIES_NUMBER, save_dataset
 from workstation.export.seg import SegExport, SegmentInfo
 from workstation.export.sources import ExportError, SourceSeries
+from workstation.export.sr_comparison import current_extras, prior_groups
 
 logger = logging.getLogger(__name__)
 
@@ -120,16 +125,17 @@ def _site(result: AnalysisResult, location: str, side: str) -> list[Any]:
 
 
 def _volumetric(seg: SegExport, info: SegmentInfo, algorithm: Any, measurements: list[Any],
-                sites: list[Any], referenced_segment: Any | None = None) -> Any:
+                sites: list[Any], referenced_segment: Any | None = None, time_point_context: Any | None = None,
+                qualitative_evaluations: list[Any] | None = None) -> Any:
     import highdicom as hd
 
     if referenced_segment is None:
         referenced_segment = hd.sr.ReferencedSegment.from_segmentation(seg.dataset, info.number)
     return hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=info.tracking_uid, identifier=info.tracking_id),
-        referenced_segment=referenced_segment,
+        referenced_segment=referenced_segment, time_point_context=time_point_context,
         finding_type=codes.concept(info.type), algorithm_id=algorithm, finding_sites=sites or None,
-        measurements=measurements)
+        measurements=measurements, qualitative_evaluations=qualitative_evaluations)
 
 
 def _structure_group(seg: SegExport, s: StructureFinding, algorithm: Any) -> Any | None:
@@ -161,16 +167,19 @@ def _centre_segment(result: AnalysisResult, sources: SourceSeries, seg: SegExpor
 
 
 def _lesion_group(result: AnalysisResult, sources: SourceSeries, seg: SegExport, les: Lesion,
-                  algorithm: Any) -> Any | None:
+                  algorithm: Any, comparison: Comparison | None = None) -> Any | None:
     info = seg.segment_for(les.label, les.number)
     if info is None:
         logger.warning("lesion %s %d has no SEG segment; left out of the SR", les.name, les.number)
         return None
+    extras = current_extras(comparison, les)
     ms = [_measurement(codes.LONG_AXIS, les.long_axis_mm, "mm"),
           _measurement(codes.SHORT_AXIS, les.short_axis_mm, "mm"),
-          _measurement(codes.VOLUME, les.volume_ml, "mL"), *_density(les.mean, les.units)]
+          _measurement(codes.VOLUME, les.volume_ml, "mL"), *_density(les.mean, les.units),
+          *extras.get("extra_measurements", [])]
     return _volumetric(seg, info, algorithm, ms, _site(result, les.location, les.side),
-                       _centre_segment(result, sources, seg, info, les))
+                       _centre_segment(result, sources, seg, info, les), extras.get("time_point_context"),
+                       extras.get("qualitative_evaluations"))
 
 
 def measurement_concept(m: Measurement) -> tuple[tuple[str, str, str], tuple[str, str, str] | None]:
@@ -207,8 +216,10 @@ def tracking_name(m: Measurement) -> str:
 
 
 def build_measurement_report(result: AnalysisResult, sources: SourceSeries, seg: SegExport, *,
-                             sign_off: SignOff | None = None, organization: str = "") -> Any:
-    """The TID 1500 Comprehensive 3D SR of ``result``'s findings, referencing ``seg`` and the source images."""
+                             sign_off: SignOff | None = None, organization: str = "",
+                             comparison: Comparison | None = None) -> Any:
+    """The TID 1500 Comprehensive 3D SR of ``result``'s findings, referencing ``seg`` and the source images
+    (and, with ``comparison``, the prior's measurements as a second time point)."""
     import highdicom as hd
 
     prov = result.provenance
@@ -227,9 +238,10 @@ def build_measurement_report(result: AnalysisResult, sources: SourceSeries, seg:
             if group is not None:
                 groups.append(group)
     for les in findings.lesions:
-        group = _lesion_group(result, sources, seg, les, algorithm)
+        group = _lesion_group(result, sources, seg, les, algorithm, comparison)
         if group is not None:
             groups.append(group)
+    groups.extend(prior_groups(comparison, result, seg, algorithm))
     groups.extend(_measurement_group(result, m, algorithm) for m in findings.measurements)
     if not groups:
         raise ExportError("no findings to report in a measurement SR")
@@ -252,8 +264,10 @@ def build_measurement_report(result: AnalysisResult, sources: SourceSeries, seg:
 
 def write_measurement_sr(result: AnalysisResult, sources: SourceSeries, seg: SegExport, path: str | Path, *,
                          sign_off: SignOff | None = None, organization: str = "",
-                         deid: Deidentifier | None = None, protect: Sequence[str | Path] = ()) -> tuple[Path, Any]:
+                         deid: Deidentifier | None = None, protect: Sequence[str | Path] = (),
+                         comparison: Comparison | None = None) -> tuple[Path, Any]:
     """Build and write the measurement SR; returns the file and the dataset (before de-identification)."""
-    sr = build_measurement_report(result, sources, seg, sign_off=sign_off, organization=organization)
+    sr = build_measurement_report(result, sources, seg, sign_off=sign_off, organization=organization,
+                                  comparison=comparison)
     written = save_dataset(deid.deidentify(sr) if deid is not None else sr, Path(path), protect)
     return written, sr

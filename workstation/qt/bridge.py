@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from PySide6.QtCore import QObject, Qt, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QObject, Qt, Signal, Slot
 
 logger = logging.getLogger(__name__)
 
@@ -43,3 +43,14 @@ class GuiPoster(QObject):
             fn()
         except Exception:  # the exception hook would show it; one failed callback must not stop the rest
             logger.exception("a callback posted to the GUI thread failed")
+
+
+def stop_at_quit(stop: Callable[[], object]) -> None:
+    """Call ``stop`` (a runner's ``shutdown``) when the application quits.
+
+    A last safety net: job runner threads are not daemons, so one left running
+    (a dialog destroyed with its window, never closed) would keep the process alive.
+    """
+    app = QCoreApplication.instance()
+    if app is not None:
+        app.aboutToQuit.connect(stop)

@@ -11,12 +11,11 @@ dropped on the browser emit ``importRequested``. A filter box narrows the tree.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections import defaultdict
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QMimeData, QSize, Qt, Signal
 from PySide6.QtGui import (
@@ -31,12 +30,19 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QLabel, QLineEdit, QStyle, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
 
-from workstation.dicomio.display import dicom_date, person_name
 from workstation.qt.thumbnails import ThumbnailLoader, picture_icon, placeholder_icon, status_dot
-from workstation.settings import Settings
+from workstation.services.study_labels import (
+    KIND_TEXT,
+    display_date,
+    display_name,
+    patient_text,
+    series_tooltip,
+    text_or_none,
+)
 
 if TYPE_CHECKING:
-    from workstation.index.rows import PatientRow, StudyRow
+    from workstation.index.rows import SeriesRow, StudyRow
+    from workstation.services.catalog import Catalog
 
 logger = logging.getLogger(__name__)
 
@@ -46,13 +52,7 @@ KEY_ROLE = Qt.ItemDataRole.UserRole + 3
 COL_NAME, COL_MODALITY, COL_AI = range(3)
 INDENT = 14
 ICON_SIZE = 64
-
-KIND_TEXT = {
-    "volume": "3-D volume", "multi_volume": "4-D / multi-echo", "single_image": "single image",
-    "localizer": "localizer", "secondary_capture": "screen capture", "document": "document",
-    "not_volume": "images (no volume)", "mixed": "mixed objects",
-}
-
+PRIOR_COLOUR = "#82b1ff"  # the "Prior" mark on earlier studies of the open study's patient
 
 class AiStatus(StrEnum):
     """Where a series stands with AI analysis."""
@@ -73,55 +73,6 @@ AI_LOOK: dict[AiStatus, tuple[str, str]] = {
 }
 
 
-def display_name(pn: str | None) -> str:
-    """A DICOM person name (``Family^Given^Middle``) as readers expect it: ``FAMILY, Given Middle``."""
-    if not pn or pn.strip().lower() == "anonymous":
-        return "Anonymous"
-    return person_name(pn) or "Anonymous"
-
-
-def text_or_none(value: str | None) -> str:
-    """A description, with the literal ``None`` some exporters write treated as missing."""
-    text = (value or "").strip()
-    return "" if text in ("None", "none", "NONE") else text
-
-
-def display_date(da: str | None) -> str:
-    """A DICOM date (``YYYYMMDD``) as ``YYYY-MM-DD``."""
-    return dicom_date(da)
-
-
-def age_at(birth: str | None, on: str | None) -> str:
-    """Age in whole years on a date (both DICOM dates), or "" when either is missing."""
-    try:
-        b = dt.datetime.strptime(birth or "", "%Y%m%d").date()
-        d = dt.datetime.strptime(on or "", "%Y%m%d").date()
-    except ValueError:
-        return ""
-    if d < b:
-        return ""
-    months = (d.year - b.year) * 12 + d.month - b.month - (d.day < b.day)
-    if months < 1:
-        return f"{(d - b).days} d"
-    if months < 24:
-        return f"{months} mo"
-    years = months // 12
-    return f"{years} y" if years < 150 else ""
-
-
-def patient_text(patient: PatientRow, latest_date: str | None) -> str:
-    """``FAMILY, Given — ID 123 · M · 68 y · born 1956-02-10`` (only the parts the data has)."""
-    bits = [f"ID {patient.patient_id}" if patient.patient_id else "no ID"]
-    if patient.sex:
-        bits.append(patient.sex)
-    age = age_at(patient.birth_date, latest_date)
-    if age:
-        bits.append(age)
-    if patient.birth_date:
-        bits.append(f"born {display_date(patient.birth_date)}")
-    return f"{display_name(patient.name)} — {' · '.join(bits)}"
-
-
 def local_paths(mime: QMimeData) -> list[Path]:
     """The local files and folders named by dropped URLs (remote URLs are ignored)."""
     if not mime.hasUrls():
@@ -140,9 +91,9 @@ class StudyBrowser(QWidget):
     seriesSelected = Signal(int)  # noqa: N815
     importRequested = Signal(list)  # noqa: N815
 
-    def __init__(self, settings: Settings, parent: QWidget | None = None) -> None:
+    def __init__(self, catalog: Catalog, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.settings = settings
+        self.catalog = catalog
         self.setAcceptDrops(True)
         self.search = QLineEdit()
         self.search.setPlaceholderText("Filter by patient, ID, study or series…")
@@ -174,27 +125,32 @@ class StudyBrowser(QWidget):
         layout.addWidget(self.search)
         layout.addWidget(self.tree, 1)
         layout.addWidget(self.empty)
-        self.thumbnails = ThumbnailLoader(settings.db_path, settings.data_dir / "thumbnails", parent=self)
+        self.thumbnails = ThumbnailLoader(catalog, catalog.thumbnails_dir, parent=self)
         self.thumbnails.thumbnailReady.connect(self._thumbnail_ready)
         self.thumbnails.thumbnailFailed.connect(self._thumbnail_failed)
         self._items: dict[int, QTreeWidgetItem] = {}
         self._ai: dict[int, AiStatus] = {}
         self._collapsed: set[str] = set()
+        self._priors: dict[int, str] = {}  # study id -> why it is marked (a prior of the open study)
         self._placeholder = placeholder_icon(ICON_SIZE)
         self.refresh()
 
     # --- public ------------------------------------------------------------------
     def refresh(self) -> None:
-        """Rebuild the tree from the index, keeping selection, collapsed rows and AI status."""
-        from workstation.index.db import StudyIndex
+        """Rebuild the tree from the catalog, keeping selection, collapsed rows and AI status.
 
+        "Done" is shown where the analysis store (shared with the command line) keeps
+        a valid analysis; a running, queued or failed status set by this window stays.
+        """
         current = self.current_series()
         self._remember_collapsed()
-        with StudyIndex(self.settings.db_path) as index:
-            studies = index.studies()
-            series = index.series()
-            self._read_stored_analyses(index, series)
-        by_study: dict[int, list[Any]] = defaultdict(list)
+        listing = self.catalog.listing()
+        studies, series = listing.studies, listing.series
+        if listing.analysed is not None:
+            for row in series:
+                if self._ai.get(row.id, AiStatus.NONE) in (AiStatus.NONE, AiStatus.DONE):
+                    self._ai[row.id] = AiStatus.DONE if row.id in listing.analysed else AiStatus.NONE
+        by_study: dict[int, list[SeriesRow]] = defaultdict(list)
         for row in series:
             by_study[row.study_id].append(row)
         by_patient: dict[int, list[StudyRow]] = defaultdict(list)
@@ -214,21 +170,6 @@ class StudyBrowser(QWidget):
             self.tree.setAutoScroll(False)
             self.tree.setCurrentItem(item)
             self.tree.setAutoScroll(True)
-
-    def _read_stored_analyses(self, index: Any, rows: list[Any]) -> None:
-        """"Done" where the analysis store (shared with the command line) keeps a valid analysis: records only,
-        never a label map; a running, queued or failed status set by this window stays."""
-        from workstation.services.analysis_store import AnalysisStore, analysed_series, model_versions
-
-        try:
-            done = analysed_series(AnalysisStore.for_settings(self.settings), index, rows,
-                                   lambda: model_versions(self.settings.models_path))
-        except Exception:  # an unreadable store must not empty the browser
-            logger.warning("the analysis store could not be read", exc_info=True)
-            return
-        for row in rows:
-            if self._ai.get(row.id, AiStatus.NONE) in (AiStatus.NONE, AiStatus.DONE):
-                self._ai[row.id] = AiStatus.DONE if row.id in done else AiStatus.NONE
 
     def set_ai_status(self, series_id: int, status: AiStatus | str) -> None:
         """Show a series' AI status (none, queued, running, done, failed)."""
@@ -263,6 +204,26 @@ class StudyBrowser(QWidget):
             self.tree.setCurrentItem(item)
             self.tree.scrollToItem(item)
 
+    def set_priors(self, priors: dict[int, str]) -> None:
+        """Mark these studies (id -> tooltip) as priors of the open study in the AI column ("Prior")."""
+        self._priors = dict(priors)
+        for item in self._study_items():
+            self._paint_prior(item)
+
+    def prior_marked(self, study_id: int) -> bool:
+        """Whether a study row is marked as a prior of the open study."""
+        return study_id in self._priors
+
+    def _study_items(self) -> list[QTreeWidgetItem]:
+        return [child for top in self._top_items() for child in _children(top)]
+
+    def _paint_prior(self, item: QTreeWidgetItem) -> None:
+        study_id = int(str(item.data(COL_NAME, KEY_ROLE))[1:])
+        tip = self._priors.get(study_id)
+        item.setText(COL_AI, "Prior" if tip is not None else "")
+        item.setForeground(COL_AI, QBrush(QColor(PRIOR_COLOUR)))
+        item.setToolTip(COL_AI, tip or "")
+
     def has_thumbnail(self, series_id: int) -> bool:
         """True once the series row shows its picture."""
         return self.thumbnails.cached(series_id) is not None
@@ -272,7 +233,7 @@ class StudyBrowser(QWidget):
         self.thumbnails.shutdown()
 
     # --- building ------------------------------------------------------------------
-    def _add_patient(self, studies: list[StudyRow], by_study: dict[int, list[Any]]) -> None:
+    def _add_patient(self, studies: list[StudyRow], by_study: dict[int, list[SeriesRow]]) -> None:
         first = studies[0]
         top = QTreeWidgetItem([patient_text(first.patient, first.date), "", ""])
         font = QFont(top.font(COL_NAME))
@@ -287,7 +248,7 @@ class StudyBrowser(QWidget):
             self._add_study(top, study, by_study.get(study.id, []))
         top.setExpanded(key not in self._collapsed)
 
-    def _add_study(self, parent: QTreeWidgetItem, study: StudyRow, rows: list[Any]) -> None:
+    def _add_study(self, parent: QTreeWidgetItem, study: StudyRow, rows: list[SeriesRow]) -> None:
         date = display_date(study.date) or "date unknown"
         desc = text_or_none(study.description) or "(no study description)"
         modalities = "/".join(sorted({r.modality for r in rows if r.modality}))
@@ -302,11 +263,12 @@ class StudyBrowser(QWidget):
         item.setData(COL_NAME, LEVEL_ROLE, "study")
         item.setData(COL_NAME, KEY_ROLE, key)
         parent.addChild(item)
+        self._paint_prior(item)
         for row in sorted(rows, key=lambda r: (r.number is None, r.number or 0, r.id)):
             self._add_series(item, row)
         item.setExpanded(key not in self._collapsed)
 
-    def _add_series(self, parent: QTreeWidgetItem, row: Any) -> None:
+    def _add_series(self, parent: QTreeWidgetItem, row: SeriesRow) -> None:
         number = f"#{row.number}  " if row.number is not None else ""
         description = text_or_none(row.description) or "(no description)"
         summary = row.summary or {}
@@ -318,7 +280,7 @@ class StudyBrowser(QWidget):
         item = QTreeWidgetItem([f"{number}{description}\n{what}", row.modality, ""])
         item.setData(COL_NAME, SERIES_ROLE, row.id)
         item.setData(COL_NAME, LEVEL_ROLE, "series")
-        item.setToolTip(COL_NAME, _series_tooltip(row, summary))
+        item.setToolTip(COL_NAME, series_tooltip(row, summary))
         parent.addChild(item)
         self._items[row.id] = item
         self._paint_ai(item, self._ai.get(row.id, AiStatus.NONE))
@@ -422,16 +384,3 @@ def _matches(item: QTreeWidgetItem, words: list[str]) -> bool:
         return True
     text = " ".join(item.text(c) for c in range(item.columnCount())).lower()
     return all(w in text for w in words)
-
-
-def _series_tooltip(row: Any, summary: dict[str, Any]) -> str:
-    lines = [f"Series {row.number if row.number is not None else '–'}: "
-             f"{text_or_none(row.description) or '(no description)'}",
-             f"{row.modality} · {KIND_TEXT.get(row.kind, row.kind)} · {summary.get('instances', '?')} instances"]
-    if summary.get("shape"):
-        lines.append("Grid " + " × ".join(str(x) for x in summary["shape"]) + " (slices × rows × columns)")
-    if summary.get("spacing_mm"):
-        lines.append("Spacing " + " × ".join(f"{x:g}" for x in summary["spacing_mm"]) + " mm")
-    if summary.get("reason"):
-        lines.append(str(summary["reason"]))
-    return "\n".join(lines)

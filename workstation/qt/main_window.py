@@ -1,8 +1,9 @@
 """The main window: study browser, MPR viewer, findings, notes and the AI run bar.
 
 The window only lays things out and owns the menus; ``ReadingSession`` does the
-opening, streaming and analysing. Imports, loads and analyses all run off the
-GUI thread and report back through queued signals, so the window never freezes.
+opening, streaming and analysing; the ``Catalog`` reads and writes the study
+index. Imports, loads and analyses all run as jobs on job runners off the GUI
+thread and report back through the GUI poster, so the window never freezes.
 Window geometry and dock layout are kept in ``window.json`` in the config dir.
 """
 
@@ -13,7 +14,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QByteArray, QCoreApplication, QObject, QRunnable, Qt, QThreadPool, QTimer, Signal
+from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import (
     QDialog,
@@ -30,19 +31,18 @@ from PySide6.QtWidgets import (
 
 from inference.errors import WorkstationError
 from workstation.document import AutosaveStore, ReportDocument
+from workstation.qt.bridge import GuiPoster, stop_at_quit
 from workstation.qt.browser import StudyBrowser, local_paths
+from workstation.qt.compare import CompareReading
 from workstation.qt.panels import AnalysisBar, FindingsPanel, NotesPanel
 from workstation.qt.reading import ReadingSession
-from workstation.qt.report_panel import (
-    ReportPanel,
-    context_for_series,
-    offer_recovery,
-    study_id_of_key,
-    study_key_of_series,
-    study_title_of_key,
-)
+from workstation.qt.report_panel import ReportPanel, offer_recovery
 from workstation.qt.viewer import MprViewer, OverlayPanel, SlabToolbar
-from workstation.services.runner import JobRunner
+from workstation.qt.worklist_view import attach as attach_worklist
+from workstation.services.catalog import Catalog
+from workstation.services.remote_models import remote_models
+from workstation.services.report_context import context_for_series
+from workstation.services.runner import JobDone, JobRunner
 from workstation.settings import Settings, config_dir
 
 logger = logging.getLogger(__name__)
@@ -55,36 +55,6 @@ WORKER_WARMUP_MS = 1500  # load the AI stack on the worker once the window has s
 
 
 
-class _ImportSignals(QObject):
-    finished = Signal(object)
-    failed = Signal(str)
-
-
-class _ImportTask(QRunnable):
-    """Import paths (or the demo study) into the index on a pool thread."""
-
-    def __init__(self, settings: Settings, paths: list[Path] | None) -> None:
-        super().__init__()
-        self.settings = settings
-        self.paths = paths
-        self.signals = _ImportSignals()
-
-    def run(self) -> None:
-        from inference.errors import WorkstationError
-        from workstation.index import StudyIndex, import_paths
-        from workstation.services.studies import demo_study
-
-        try:
-            with StudyIndex(self.settings.db_path) as index:
-                if self.paths is None:
-                    _, result = demo_study(self.settings, index)
-                else:
-                    result = import_paths(self.paths, index, workers=self.settings.import_workers)
-            self.signals.finished.emit(result)
-        except (WorkstationError, OSError) as exc:
-            self.signals.failed.emit(str(exc))
-
-
 class MainWindow(QMainWindow):
     """Studies on the left, the MPR viewer in the centre, findings/overlay/notes/series on the right."""
 
@@ -93,28 +63,28 @@ class MainWindow(QMainWindow):
     def __init__(self, settings: Settings) -> None:
         super().__init__()
         self.settings = settings
-        self.pool = QThreadPool(self)
+        self.catalog = Catalog.for_settings(settings)  # the study index, as typed rows: never opened by a widget
+        self._poster = GuiPoster(self)
+        self.import_runner = JobRunner("import-runner")  # imports: I/O, never queued behind the device
+        stop_at_quit(self.import_runner.shutdown)
         self.setWindowTitle("Radiology Workstation")
         self.setObjectName("MainWindow")
         self.resize(1600, 960)
         self.setAcceptDrops(True)
         self.setDockOptions(QMainWindow.DockOption.AnimatedDocks | QMainWindow.DockOption.AllowTabbedDocks)
         self.viewer = MprViewer()
-        self.setCentralWidget(self.viewer)
-        self.browser = StudyBrowser(settings)
+        self.browser = StudyBrowser(self.catalog)
         self.browser.importRequested.connect(self.start_import)
         self.browser.seriesSelected.connect(self._show_series_details)
         self.findings = FindingsPanel()
         self.overlay = OverlayPanel(self.viewer)
-        self.notes = NotesPanel(settings.db_path)
+        self.notes = NotesPanel(self.catalog)
         self.details = QTextBrowser()
         self.details.setPlaceholderText("Select a series to see its geometry and quality report.")
         self.report_store = AutosaveStore(settings=settings)
         # the one owner of the GPU: analyses and report drafts queue on this runner, never run side by side
         self.device_runner = JobRunner("device-runner")
-        app = QCoreApplication.instance()
-        if app is not None:  # a last safety net: never leave the runner's thread running at exit
-            app.aboutToQuit.connect(self.device_runner.shutdown)
+        stop_at_quit(self.device_runner.shutdown)
         self.report = ReportPanel(self.report_store, llm_dir=settings.llm_dir, device=settings.device,
                                   runner=self.device_runner)
         self.tabs = QTabWidget()
@@ -125,7 +95,8 @@ class MainWindow(QMainWindow):
         left = self._dock(self.browser, "Studies", "StudiesDock", Qt.DockWidgetArea.LeftDockWidgetArea)
         right = self._dock(self.tabs, "Findings and notes", "PanelsDock", Qt.DockWidgetArea.RightDockWidgetArea)
         self.resizeDocks([left, right], [450, 470], Qt.Orientation.Horizontal)
-        self.analysis_bar = AnalysisBar(settings.models_path)
+        self.analysis_bar = AnalysisBar(settings.models_path, remote=remote_models(settings),
+                                        runner=self.import_runner)
         self.session = ReadingSession(settings, self.browser, self.viewer, self.findings, self.notes,
                                       self.analysis_bar, self, runner=self.device_runner)
         self.session.message.connect(lambda text: self.statusBar().showMessage(text, 15_000))
@@ -134,6 +105,12 @@ class MainWindow(QMainWindow):
         self.session.resultShown.connect(lambda _sid: self.tabs.setCurrentWidget(self.findings))
         self.session.resultShown.connect(self._report_for_series)
         self.session.seriesOpened.connect(self._report_study_opened)
+        # follow-up reading: priors offered, compared on the device runner, read side by side (current | prior)
+        self.compare = CompareReading(settings, self.catalog, self.device_runner, self.viewer, self.session,
+                                      self.findings, self.browser, self.report, self)
+        self.setCentralWidget(self.compare.splitter)
+        self.compare.message.connect(lambda text: self.statusBar().showMessage(text, 15_000))
+        self.compare.problem.connect(self._show_problem)
         self.report.navigateTo.connect(self.session.show_finding)
         self.report.message.connect(lambda text: self.statusBar().showMessage(text, 15_000))
         self._recovery_offered = False
@@ -143,6 +120,7 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.device_label)
         self.session.worker.deviceDescribed.connect(lambda text: self.device_label.setText(f"AI device: {text}"))
         self.pacs_listener: Any = None  # a PacsListenerBridge when settings ask to listen (pynetdicom loads then)
+        self.worklist = attach_worklist(self)  # background analyses on the device runner, after the reader's
         self._build_toolbars()
         self._build_menus()
         self.statusBar().showMessage("Ready")
@@ -197,6 +175,8 @@ class MainWindow(QMainWindow):
         ai.setObjectName("AIToolbar")
         ai.addWidget(self.analysis_bar)
         self.addToolBar(Qt.ToolBarArea.TopToolBarArea, ai)
+        self.addToolBarBreak(Qt.ToolBarArea.TopToolBarArea)  # a second row: the AI bar leaves no room
+        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, self.compare.toolbar)
 
     def _layout_changed(self, name: str) -> None:
         action = self.layout_actions.get(name)
@@ -220,6 +200,9 @@ class MainWindow(QMainWindow):
         ai_menu = self.menuBar().addMenu("&AI")
         self._add(ai_menu, "&Run selected model", self._run_selected, "Ctrl+R")
         self._add(ai_menu, "&Cancel run", self.session.worker.cancel)
+        ai_menu.addSeparator()
+        for action in (self.compare.compare_action, self.compare.cancel_action, self.compare.close_action):
+            ai_menu.addAction(action)
 
     def _add(self, menu: Any, text: str, slot: Any, key: Any = None) -> QAction:
         action = QAction(text, self)
@@ -249,7 +232,7 @@ class MainWindow(QMainWindow):
         if result is None or volume is None:
             return
         try:
-            ctx = context_for_series(self.settings.db_path, series_id, result, volume)
+            ctx = context_for_series(self.catalog, series_id, result, volume)
         except (WorkstationError, OSError) as exc:
             self.statusBar().showMessage(f"The report cannot be drafted: {exc}", 15_000)
             return
@@ -257,7 +240,8 @@ class MainWindow(QMainWindow):
 
     def _report_study_opened(self, series_id: int) -> None:
         """Another series is open: the report panel follows its study (saves and puts away another's)."""
-        self.report.set_study(study_key_of_series(self.settings.db_path, series_id))
+        study = self.catalog.study_of_series(series_id)
+        self.report.set_study(study.study_key if study is not None else None)
 
     def _offer_report_recovery(self) -> None:
         """Once, on start: offer back the reports left unfinished (e.g. after a crash), reopen the first's study."""
@@ -265,7 +249,7 @@ class MainWindow(QMainWindow):
             return
         self._recovery_offered = True
         self.recovery_dialog = offer_recovery(self, self.report_store, self._restore_reports,
-                                              lambda key: study_title_of_key(self.settings.db_path, key))
+                                              self.catalog.study_title)
 
     def _restore_reports(self, docs: list[ReportDocument]) -> None:
         """Reports restored from the recovery offer: show the first and open its study."""
@@ -273,9 +257,9 @@ class MainWindow(QMainWindow):
             return
         self.report.show_document(docs[0])
         self.tabs.setCurrentWidget(self.report)
-        study_id = study_id_of_key(self.settings.db_path, docs[0].study_key)
-        if study_id is not None:
-            self.open_study(study_id)
+        study = self.catalog.study_by_key(docs[0].study_key)
+        if study is not None:
+            self.open_study(study.id)
 
     def _warm_worker(self) -> None:
         if not self._closed:  # the device runner may already serve a draft: name the device all the same
@@ -316,12 +300,7 @@ class MainWindow(QMainWindow):
     def _show_series_details(self, series_id: int) -> None:
         if series_id < 0:
             return
-        from workstation.index import StudyIndex
-        from workstation.services.studies import series_json
-
-        with StudyIndex(self.settings.db_path) as index:
-            info = series_json(index, int(series_id))
-        self.details.setHtml(_series_html(info))
+        self.details.setHtml(_series_html(self.catalog.series_details(int(series_id))))
 
     def open_pacs_dialog(self) -> Any:
         """The query/retrieve dialog (modeless); retrieved studies appear in the browser."""
@@ -361,6 +340,8 @@ class MainWindow(QMainWindow):
             self._show_problem("Images from PACS could not all be imported", arrival.error)
             return
         self.statusBar().showMessage(f"Received {arrival.added} images from {arrival.calling_ae}", 15_000)
+        if self.worklist.arrived(arrival.study_ids):  # worklist.analyze_incoming: queued, the reader stays put
+            return
         busy = self.session.current is not None or self.session.worker.is_busy()
         if self.pacs_listener is not None and self.pacs_listener.analyze_on_arrival and arrival.study_ids:
             if busy:  # never pull the reader away from the study on screen
@@ -383,12 +364,24 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(f"{model_id} not run: its code was not trusted", 15_000)
 
     def start_import(self, paths: list[Path] | None) -> None:
-        """Import ``paths`` (or the demo study when None) on the worker pool."""
-        task = _ImportTask(self.settings, paths)
-        task.signals.finished.connect(self._import_done)
-        task.signals.failed.connect(self._import_failed)
+        """Import ``paths`` (or the demo study when None) on the import runner; answered on the GUI thread."""
+        if self._closed:  # the window is closing: its import runner takes no more work
+            return
+        catalog = self.catalog
         self.statusBar().showMessage("Importing…")
-        self.pool.start(task)
+        self.import_runner.submit("import", lambda _ctx: catalog.import_paths(paths), supersede=False,
+                                  on_done=lambda done: self._poster.post(lambda: self._import_answered(done)))
+
+    def _import_answered(self, done: JobDone[Any]) -> None:
+        if self._closed or done.status == "cancelled":
+            return
+        if done.status == "finished":
+            self._import_done(done.value)
+        elif isinstance(done.error, (WorkstationError, OSError)):
+            self._import_failed(str(done.error))
+        else:  # a bug: reported, never lost on the runner's thread
+            logger.error("import failed", exc_info=done.error)
+            self._import_failed(f"unexpected error: {done.error!r}")
 
     def open_demo(self) -> None:
         """Generate (if needed) and import the demo study, then open it."""
@@ -419,8 +412,9 @@ class MainWindow(QMainWindow):
         self.refresh()
         if getattr(self, "_open_after_import", False):
             self._open_after_import = False
-            if result.study_ids:
-                self.open_study(sorted(result.study_ids)[0])
+            if result.study_ids:  # the newest study (the demo brings its prior along): the one to read
+                when = {s.id: (s.date, s.time) for s in self.catalog.listing().studies}
+                self.open_study(max(sorted(result.study_ids), key=lambda sid: when.get(sid, ("", ""))))
         if problems:
             lines = "\n".join(f"{r.file}: {r.reason}" for r in problems[:20])
             more = f"\n… and {len(problems) - 20} more" if len(problems) > 20 else ""
@@ -451,10 +445,12 @@ class MainWindow(QMainWindow):
         self.report.shutdown()
         if self.pacs_listener is not None:
             self.pacs_listener.stop()
+        self.compare.shutdown()
+        self.worklist.shutdown()  # before the device runner: its running analysis is cancelled, not waited for
         self.session.shutdown()
         self.device_runner.shutdown(10.0)  # after the panel and the session: the model is released on it
         self.browser.shutdown()
-        self.pool.waitForDone()
+        self.import_runner.shutdown(600.0)  # a running import is finished (the index is never left half-written)
         super().closeEvent(event)
 
 

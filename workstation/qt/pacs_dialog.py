@@ -1,8 +1,10 @@
 """Query/retrieve dialog: pick a node, search studies, see their series, retrieve into the local index.
 
-Every network call (search, series listing, retrieve) runs on the dialog's own
-thread pool, never on the GUI thread; results come back by queued signals and
-are dropped when a newer request superseded them (generation number). The
+Every network call (search, series listing, retrieve) runs as a job on the
+dialog's job runners (``workstation.services.runner``: one for queries, one for
+retrieves, so a search answers while a study downloads), never on the GUI
+thread; results come back through the GUI poster and are dropped when a newer
+request superseded them (the runner's generation number). The
 retrieve reports progress and can be cancelled; when a study has arrived,
 ``studyRetrieved(study_uid, index_study_ids)`` tells the main window to
 refresh its browser. Closing the dialog cancels what runs and waits for it.
@@ -15,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, QRunnable, Qt, QThreadPool, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -34,48 +36,19 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from inference.cancel import CancelledError, CancelToken
+from inference.cancel import CancelToken
 from inference.errors import WorkstationError
 from workstation.dicomio.display import dicom_date
 from workstation.pacs.nodes import LocalAE, PacsConfig, PacsNode
 from workstation.pacs.query import SeriesResult, StudyQuery, StudyResult
+from workstation.qt.bridge import GuiPoster, stop_at_quit
+from workstation.services.runner import JobContext, JobDone, JobRunner
 
 logger = logging.getLogger(__name__)
 
 STUDY_COLUMNS = ("Date", "Patient", "Patient ID", "Accession", "Modalities", "Description", "Series", "Images")
 SERIES_COLUMNS = ("#", "Modality", "Description", "Images")
 MODALITIES = ("", "CT", "MR", "PT", "CR", "DX", "MG", "US", "NM", "XA", "SR", "SEG")
-
-
-class _Signals(QObject):
-    done = Signal(int, object)
-    failed = Signal(int, str)
-    progress = Signal(int, int, int)
-
-
-class _Task(QRunnable):
-    """Runs ``fn(progress)`` on the pool and reports through queued signals, tagged with a generation."""
-
-    def __init__(self, generation: int, fn: Callable[[Callable[[int, int], None]], Any]) -> None:
-        super().__init__()
-        self.generation = generation
-        self.fn = fn
-        self.signals = _Signals()
-
-    def run(self) -> None:
-        try:
-            result = self.fn(lambda done, total: self.signals.progress.emit(self.generation, done, total))
-        except CancelledError:
-            self.signals.failed.emit(self.generation, "cancelled")
-        except WorkstationError as exc:
-            self.signals.failed.emit(self.generation, str(exc))
-        except Exception as exc:  # a bug must not kill the pool thread silently
-            logger.exception("PACS task failed")
-            self.signals.failed.emit(self.generation, f"unexpected error: {exc!r}")
-        else:
-            self.signals.done.emit(self.generation, result)
-
-
 
 
 def _name(pn: str) -> str:
@@ -99,11 +72,13 @@ class PacsDialog(QDialog):
         self.db_path = db_path
         self.storage_dir = storage_dir
         self.listener = listener
-        self.pool = QThreadPool(self)
-        self.pool.setMaxThreadCount(2)
-        self._generation = {"search": 0, "series": 0, "retrieve": 0}
+        self._poster = GuiPoster(self)
+        self.query_runner = JobRunner("pacs-query-runner")
+        self.retrieve_runner = JobRunner("pacs-retrieve-runner")
+        for runner in (self.query_runner, self.retrieve_runner):
+            stop_at_quit(runner.shutdown)
+        self._closed = False
         self._cancel: CancelToken | None = None
-        self._tasks: set[_Task] = set()
         self.studies: list[StudyResult] = []
         self.series: list[SeriesResult] = []
         self._build()
@@ -222,32 +197,37 @@ class PacsDialog(QDialog):
         return StudyQuery(self.patient_name.text(), self.patient_id.text(), self.date_from.text(),
                           self.date_to.text(), self.modality.currentText(), self.accession.text())
 
+    def _runner(self, kind: str) -> JobRunner:
+        return self.retrieve_runner if kind == "retrieve" else self.query_runner
+
     def _start(self, kind: str, fn: Callable[[Callable[[int, int], None]], Any],
                done: Callable[[Any], None]) -> None:
-        self._generation[kind] += 1
-        task = _Task(self._generation[kind], fn)
-        task.setAutoDelete(False)
-        self._tasks.add(task)
+        """Run ``fn(progress)`` as a job of ``kind`` (superseding the earlier one); ``done(value)`` on the GUI."""
+        if self._closed:  # the dialog is closing: its runners take no more work
+            return
+        post = self._poster.post
 
-        def on_done(generation: int, result: Any) -> None:
-            self._tasks.discard(task)
-            if generation == self._generation[kind]:
-                done(result)
+        def work(ctx: JobContext) -> Any:
+            return fn(lambda n, total: post(lambda: self._progress(ctx.generation, n, total)))
 
-        def on_failed(generation: int, message: str) -> None:
-            self._tasks.discard(task)
-            if generation == self._generation[kind]:
-                self._failed(kind, message)
+        self._runner(kind).submit(kind, work, on_done=lambda d: post(lambda: self._answered(kind, d, done)))
 
-        task.signals.done.connect(on_done, Qt.ConnectionType.QueuedConnection)
-        task.signals.failed.connect(on_failed, Qt.ConnectionType.QueuedConnection)
-        if kind == "retrieve":
-            task.signals.progress.connect(self._progress, Qt.ConnectionType.QueuedConnection)
-        self.pool.start(task)
+    def _answered(self, kind: str, outcome: JobDone[Any], done: Callable[[Any], None]) -> None:
+        if self._closed or outcome.generation != self._runner(kind).generation(kind):
+            return  # superseded by a newer request, or the dialog is closing
+        if outcome.status == "finished":
+            done(outcome.value)
+        elif outcome.status == "cancelled":
+            self._failed(kind, "cancelled")
+        elif isinstance(outcome.error, WorkstationError):
+            self._failed(kind, str(outcome.error))
+        else:  # a bug: reported, never lost on the runner's thread
+            logger.error("PACS task failed", exc_info=outcome.error)
+            self._failed(kind, f"unexpected error: {outcome.error!r}")
 
     # --- actions --------------------------------------------------------------------
     def search(self) -> None:
-        """Search studies with the fields (on the pool)."""
+        """Search studies with the fields (on the query runner)."""
         try:
             query, node = self.query(), self.node()
         except (ValueError, WorkstationError) as exc:
@@ -317,7 +297,7 @@ class PacsDialog(QDialog):
         return [self.series[r].series_uid for r in rows if r < len(self.series)]
 
     def retrieve(self) -> None:
-        """Retrieve the selected study (or selected series) on the pool, with progress and cancel."""
+        """Retrieve the selected study (or selected series) on the retrieve runner, with progress and cancel."""
         study = self.selected_study()
         if study is None or self._cancel is not None:
             return
@@ -345,7 +325,7 @@ class PacsDialog(QDialog):
             self.status.setText("Cancelling…")
 
     def _progress(self, generation: int, done: int, total: int) -> None:
-        if generation != self._generation["retrieve"]:
+        if self._closed or generation != self.retrieve_runner.generation("retrieve"):
             return
         self.progress.setRange(0, max(total, 1))
         self.progress.setValue(min(done, max(total, 1)))
@@ -372,12 +352,12 @@ class PacsDialog(QDialog):
 
     # --- closing --------------------------------------------------------------------
     def shutdown(self, timeout_ms: int = 15000) -> None:
-        """Cancel what runs and wait for the pool (called on close)."""
+        """Cancel what runs and join the runners (called on close); late results are dropped."""
+        self._closed = True
         if self._cancel is not None:
             self._cancel.cancel()
-        for kind in self._generation:
-            self._generation[kind] += 1  # late results are dropped
-        self.pool.waitForDone(timeout_ms)
+        for runner in (self.query_runner, self.retrieve_runner):
+            runner.shutdown(timeout_ms / 1000.0)
 
     def done(self, result: int) -> None:
         """Close the dialog after its threads have stopped."""

@@ -26,6 +26,7 @@ from workstation.qt.viewer import MprViewer, ViewerInfo
 from workstation.qt.worker import AnalysisWorker
 from workstation.services import session_events as ev
 from workstation.services.analysis_jobs import AnalysisService
+from workstation.services.remote_models import remote_models
 from workstation.services.runner import JobRunner
 from workstation.services.session import ReadingSession as ReadingModel
 from workstation.settings import Settings
@@ -59,7 +60,7 @@ class ReadingSession(QObject):
         self.browser, self.viewer, self.findings, self.notes, self.bar = browser, viewer, findings, notes, bar
         self._poster = GuiPoster(self)
         analysis = AnalysisService(self._poster.post, models_dir=settings.models_path, device=settings.device,
-                                   runner=runner)
+                                   runner=runner, remote=remote_models(settings))
         self.model = ReadingModel(settings, self._poster.post, analysis=analysis,
                                       prefer_model=bar.current_model_id)
         self.worker = AnalysisWorker(service=analysis, parent=self)

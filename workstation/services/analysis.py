@@ -24,6 +24,7 @@ from workstation.index.db import StudyIndex
 from workstation.key_images import write_montage
 from workstation.services.analysis_record import record_analysis
 from workstation.services.interpolation import InterpolationPolicy, run_checked
+from workstation.services.remote_models import remote_models
 from workstation.services.studies import SeriesSource, load_series_volumes, resolve_for_analysis
 from workstation.settings import Settings
 
@@ -31,8 +32,8 @@ logger = logging.getLogger(__name__)
 
 
 def make_engine(settings: Settings) -> Engine:
-    """The engine, loading bundles from the configured models folder only."""
-    return Engine(settings.models_path)
+    """The engine, loading bundles from the configured models folder only, and the configured remote nodes."""
+    return Engine(settings.models_path, remote=remote_models(settings))
 
 
 @dataclass

@@ -25,14 +25,18 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from inference.contract import AnalysisRequest, AnalysisResult
 from inference.engine import Engine
+from workstation.listeners import Listeners
 from workstation.services.dispatch import Post
 from workstation.services.interpolation import InterpolationPolicy
 from workstation.services.jobs import Job, Outcome, ResultSink, describe_device, keep_result, run_job, warm_up
-from workstation.services.runner import PRIORITY_READER, JobContext, JobDone, JobProgress, JobRunner
+from workstation.services.runner import PRIORITY_READER, CurrentJob, JobContext, JobDone, JobProgress, JobRunner
+
+if TYPE_CHECKING:
+    from inference.remote import RemoteModels
 
 logger = logging.getLogger(__name__)
 
@@ -96,19 +100,20 @@ class _RunnerProgress:
         self._ctx.progress(fraction, stage)
 
 
-class AnalysisService:
+class AnalysisService(CurrentJob):
     """Runs analyses on the device runner; see the module docstring. Call methods on the owner's thread."""
 
     def __init__(self, post: Post, *, models_dir: Path | None = None, device: str = "auto",
-                 engine_factory: EngineFactory | None = None, runner: JobRunner | None = None) -> None:
+                 engine_factory: EngineFactory | None = None, runner: JobRunner | None = None,
+                 remote: RemoteModels | None = None) -> None:
         self._post = post
         self.device = device
         self.device_text = ""
-        self._engine_factory = engine_factory or (lambda: Engine(models_dir))
+        self._engine_factory = engine_factory or (lambda: Engine(models_dir, remote=remote))
         self._engine: Engine | None = None  # made and used on the runner's thread only
         self._owns_runner = runner is None
         self.runner = runner or JobRunner("device-runner")
-        self._listeners: list[Listener] = []
+        self._listeners: Listeners[AnalysisEvent] = Listeners("analysis")
         self._active: Job | None = None
         self._series_id: int | None = None
         self._described = False
@@ -118,15 +123,10 @@ class AnalysisService:
     # --- listeners ------------------------------------------------------------------------
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener(event)`` on the owner's thread for every event; returns the unsubscribe function."""
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+        return self._listeners.subscribe(listener)
 
     def _emit(self, event: AnalysisEvent) -> None:
-        for listener in list(self._listeners):
-            try:
-                listener(event)
-            except Exception:  # one broken view must not hide the result from the others
-                logger.exception("an analysis listener failed on %s", type(event).__name__)
+        self._listeners.emit(event)
 
     # --- API ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -150,8 +150,7 @@ class AnalysisService:
         generation = self.runner.generation(KIND) + 1
         job = Job(generation, request, series_id, policy=policy or InterpolationPolicy(hint=""), label=label,
                   keep=keep)
-        if self._active is not None:
-            self._active.token.cancel()
+        self.cancel()
         self._active = job
         self._series_id = series_id
         ticket = self.runner.submit(KIND, lambda ctx: self._run(job, ctx), token=job.token,
@@ -160,15 +159,6 @@ class AnalysisService:
         assert ticket.generation == generation
         logger.info("submitted analysis %d (%s, series %d)", generation, request.model_id, series_id)
         return generation
-
-    def cancel(self) -> None:
-        """Ask the current run to stop; ``AnalysisCancelled`` follows when it has stopped."""
-        if self._active is not None:
-            self._active.token.cancel()
-
-    def is_busy(self) -> bool:
-        """True from ``submit`` until the current generation's outcome has been posted and handled."""
-        return self._active is not None
 
     @property
     def generation(self) -> int:
@@ -194,9 +184,7 @@ class AnalysisService:
         if self._closed:
             return not (self._owns_runner and self.runner.is_running())
         self._closed = True
-        if self._active is not None:
-            self._active.token.cancel()
-            self._active = None
+        self._drop_active()
         if not self._owns_runner:
             self.runner.cancel(KIND)
             return True

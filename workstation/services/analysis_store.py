@@ -43,6 +43,8 @@ from pathlib import Path
 from typing import Any
 
 from inference.contract import AnalysisResult
+from inference.remote.nodes import REMOTE_PREFIX, is_remote
+from inference.remote.nodes import model_id as remote_model_id
 from inference.volume import Volume
 from workstation.index.db import SeriesRow, StudyIndex
 from workstation.key_images import write_montage
@@ -65,6 +67,7 @@ FOLDER_NAME = "analyses"
 WHERE = "the analysis store"
 OUT_WHERE = "the output folder"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+ANY_VERSION = "*"  # in ``model_versions``: any recorded version matches (a configured remote node's models)
 
 
 def series_digest(series_key: str) -> str:
@@ -90,9 +93,17 @@ class StoredRecord:
     saved_at: float
 
     def matches(self, identity: Mapping[str, str], versions: Mapping[str, str]) -> bool:
-        """Of this series (key and instances) and of the model's current version, with both files present."""
+        """Of this series (key and instances) and of the model's current version, with both files present.
+
+        A remote model's current version is the server's, which cannot be known
+        without contacting it: ``versions`` names its configured node instead
+        (``remote:NODE/*`` -> ``ANY_VERSION``, see ``model_versions``).
+        """
+        current = versions.get(self.model_id)
+        if current is None and is_remote(self.model_id):
+            current = versions.get(remote_model_id(self.model_id.removeprefix(REMOTE_PREFIX).partition("/")[0], "*"))
         return (self.series_key == identity["series_key"] and self.instances_sha256 == identity["instances_sha256"]
-                and versions.get(self.model_id) == self.model_version
+                and current in (self.model_version, ANY_VERSION)
                 and (self.folder / LABELS_FILE).is_file() and (self.folder / FINDINGS_FILE).is_file())
 
 
@@ -264,11 +275,17 @@ def keep_everywhere(store: AnalysisStore, out_dir: Path, source: SeriesSource, r
 
 
 # --- what the window asks --------------------------------------------------------------------
-def model_versions(models_dir: Path | None) -> dict[str, str]:
-    """The current version of every usable model (built-in and installed bundles), by id; JSON only, no torch."""
+def model_versions(models_dir: Path | None, remote_nodes: Iterable[str] = ()) -> dict[str, str]:
+    """The current version of every usable model (built-in and installed bundles), by id; JSON only, no torch.
+
+    Each configured remote node adds ``remote:NODE/*`` -> ``ANY_VERSION``: its
+    models' analyses are shown whatever server version they record (asking the
+    node would contact it at every look-up).
+    """
     from workstation.services.models import list_models
 
-    return {str(r["id"]): str(r["version"]) for r in list_models(models_dir) if not r.get("problem")}
+    versions = {str(r["id"]): str(r["version"]) for r in list_models(models_dir) if not r.get("problem")}
+    return {**versions, **{remote_model_id(node, "*"): ANY_VERSION for node in remote_nodes}}
 
 
 def analysed_series(store: AnalysisStore, index: StudyIndex, rows: Iterable[SeriesRow],
@@ -300,8 +317,12 @@ def analysed_series(store: AnalysisStore, index: StudyIndex, rows: Iterable[Seri
 
 
 def find_for_series(store: AnalysisStore, db_path: Path, series_id: int, volume: Volume,
-                    models_dir: Path | None, prefer: str | None = None) -> AnalysisResult | None:
-    """The stored analysis of an indexed series to show with ``volume`` (the series as loaded), or None."""
+                    models_dir: Path | None, prefer: str | None = None,
+                    remote_nodes: Iterable[str] = ()) -> AnalysisResult | None:
+    """The stored analysis of an indexed series to show with ``volume`` (the series as loaded), or None.
+
+    ``remote_nodes``: the configured remote nodes, whose models' analyses are shown too.
+    """
     with StudyIndex(db_path) as index:
         row = index.find_series(str(series_id))
         headers = index.series_headers(series_id) if row is not None else []
@@ -310,7 +331,7 @@ def find_for_series(store: AnalysisStore, db_path: Path, series_id: int, volume:
     if not store.records(series_identity(SeriesSource("", headers))["series_key"]):
         return None
     label = f"series {row.id} ({row.description or row.modality})"
-    return store.latest(SeriesSource(label, headers), volume, model_versions(models_dir), prefer)
+    return store.latest(SeriesSource(label, headers), volume, model_versions(models_dir, remote_nodes), prefer)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ Nothing here imports torch at module level, nor logs patient data or note text.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
@@ -47,6 +48,7 @@ from inference.drafting import (
     make_drafter,
 )
 from inference.engine import BUILTIN_CT
+from inference.followup.model import Comparison
 from inference.volume import Volume
 from workstation.dicomio.headers import InstanceHeader
 from workstation.dicomio.series import study_key
@@ -60,6 +62,7 @@ from workstation.services.analysis import analyze_source, make_engine
 from workstation.services.analysis_record import FINDINGS_FILE, LABELS_FILE, RECORD_FILE
 from workstation.services.analysis_store import AnalysisStore, find_reusable, keep_everywhere
 from workstation.services.drafting import DraftSubject, TokenCallback, draft_document
+from workstation.services.followup import comparison_for_report, deidentified, write_comparison
 from workstation.services.interpolation import InterpolationPolicy, check_interpolation, record_override
 from workstation.services.studies import load_series_volumes, resolve_for_analysis
 from workstation.settings import Settings
@@ -90,6 +93,7 @@ class ReportRunResult:
     autosave: Path | None = None
     deidentified: bool = False
     notes: list[str] = field(default_factory=list)
+    comparison: Comparison | None = None  # against the prior study (``workstation.services.followup``)
 
     @property
     def flagged(self) -> list[SentenceCheck]:
@@ -121,6 +125,7 @@ class ReportRunResult:
             "validation": {k: {"available": v.available, "errors": list(v.errors), "warnings": len(v.warnings)}
                            for k, v in self.validation.items()},
             "autosave": str(self.autosave) if self.autosave else None, "notes": list(self.notes),
+            "comparison": self.comparison.to_dict() if self.comparison else None,
         }
         if not self.deidentified:
             out.update({"study_key": self.study_key, "series": self.series_label})
@@ -144,13 +149,16 @@ def _note_source(source: str, kind: str, number: int) -> str:
 
 
 def report_inputs(index: StudyIndex | None, study_id: int | None, result: AnalysisResult, volume: Volume, *,
-                  headers: Sequence[InstanceHeader] = ()) -> ReportInputs:
+                  headers: Sequence[InstanceHeader] = (), comparison: Comparison | None = None) -> ReportInputs:
     """The drafter's inputs: the study's notes (de-identified), technique facts and the measured findings.
 
     Notes come from the index (``study_id``); for a series not in the index,
     from ``headers`` (their DICOM text fields and text files beside them).
     Each note's text has the patient's name parts, ID and birth date removed;
-    sources are DICOM field names or "text file N", never file paths.
+    sources are DICOM field names or "text file N", never file paths. A
+    ``comparison`` with a prior (``workstation.services.followup``) is passed on
+    for the Comparison section, with the same identifiers removed from the
+    prior's description.
     """
     study = index.study(study_id) if index is not None and study_id is not None else None
     first = headers[0] if headers else None
@@ -168,8 +176,11 @@ def report_inputs(index: StudyIndex | None, study_id: int | None, result: Analys
     prov = result.provenance
     technique = TechniqueFacts.from_metadata(volume.modality, volume.metadata,
                                              remove_identifiers(description, patterns))
+    if comparison is not None:  # the prior's description is free text from the headers, too
+        comparison = dataclasses.replace(comparison, prior_study_description=remove_identifiers(
+            comparison.prior_study_description, patterns))
     return ReportInputs(findings=result.findings, technique=technique, notes=notes, label_table=result.label_table,
-                        analysis=f"{prov.model_id} {prov.model_version}".strip())
+                        analysis=f"{prov.model_id} {prov.model_version}".strip(), comparison=comparison)
 
 
 def _notes_of_files(headers: Sequence[InstanceHeader]) -> list[tuple[str, str, str]]:
@@ -223,7 +234,8 @@ def run_report(settings: Settings, target: str, out_dir: Path, *, llm_dir: Path 
                progress: ProgressCallback = no_progress, cancel: CancelToken | None = None,
                on_token: TokenCallback | None = None, export_formats: Iterable[str] = DEFAULT_FORMATS,
                deidentify: bool = False, max_new_tokens: int | None = None,
-               allow_interpolated: bool = False) -> ReportRunResult:
+               allow_interpolated: bool = False, prior: str | None = None,
+               compare: bool = True) -> ReportRunResult:
     """Analyse (or reuse), draft, check and export the report of a study or series into ``out_dir``.
 
     ``target`` is what ``analyze`` takes (``study:ID``, a UID, a series id, a
@@ -234,6 +246,8 @@ def run_report(settings: Settings, target: str, out_dir: Path, *, llm_dir: Path 
     A series with more than ``settings.max_interpolated_share`` of its slices
     interpolated is refused (``InterpolatedSeriesError``) unless ``allow_interpolated``;
     the override is then a caution of the findings, quoted by the draft.
+    With ``compare``, the study is compared with ``prior`` (a target as ``analyze`` takes it) or, when None,
+    the newest comparable prior in the index (``findings.json`` gains ``"comparison"``).
     """
     cancel = cancel or CancelToken()
     out = Path(out_dir).expanduser().absolute()
@@ -266,8 +280,17 @@ def run_report(settings: Settings, target: str, out_dir: Path, *, llm_dir: Path 
     notes += keep_everywhere(store, out, source, result, found_in=found_in,
                              label=f"series #{source.headers[0].series_number}" if deidentify else source.label)
     cancel.raise_if_cancelled()
+    comparison = None
+    if compare:
+        comparison, why_not = comparison_for_report(
+            settings.db_path, source, volume, result, prior, engine=engine, store=store, model_id=model_id,
+            device=device, progress=lambda _f, stage: progress(_ANALYSIS_END, stage), cancel=cancel)
+        notes += [why_not] if why_not else []
+        if comparison is not None:
+            comparison = deidentified(comparison) if deidentify else comparison
+            write_comparison(out, comparison, source, result)
     with StudyIndex(settings.db_path) as index:
-        inputs = report_inputs(index, study_id, result, volume, headers=source.headers)
+        inputs = report_inputs(index, study_id, result, volume, headers=source.headers, comparison=comparison)
     progress(_ANALYSIS_END, f"drafting ({'language model ' + folder.name if folder else 'template'})")
     first = source.headers[0]
     subject = DraftSubject.of(study_key(first), inputs, result, study_description=inputs.technique.study_description,
@@ -279,7 +302,7 @@ def run_report(settings: Settings, target: str, out_dir: Path, *, llm_dir: Path 
     progress(_DRAFT_END, "exporting report, SEG and SR")
     options = ExportOptions(formats=frozenset(export_formats) | {"txt"}, deidentify=deidentify)
     try:
-        exported = export_study(result, source.headers, out, report=doc, options=options)
+        exported = export_study(result, source.headers, out, report=doc, options=options, comparison=comparison)
     except Exception as exc:
         audit_trail.export_written(doc.study_key, out, [], exc, signed=doc.signed, deidentified=deidentify)
         raise
@@ -288,7 +311,7 @@ def run_report(settings: Settings, target: str, out_dir: Path, *, llm_dir: Path 
     files = {**_analysis_files(out), **exported.files, "json": out / REPORT_JSON}
     run = ReportRunResult(out, doc.study_key, source.label, inputs, draft, grounding, doc, files,
                           dict(exported.validation), reused, found_in, autosave, deidentify,
-                          [*notes, *exported.notes, *result.provenance.notes])
+                          [*notes, *exported.notes, *result.provenance.notes], comparison)
     _write_report_json(run, source.headers, exported.salt)
     progress(1.0, "done")
     logger.info("report drafted (%s): %d sentences, %d flagged, analysis %s", draft.metadata.get("drafter", "?"),

@@ -22,6 +22,10 @@ The rules, in one place instead of one copy per feature:
   one owner of the GPU, and a draft waits for an analysis rather than competing
   with it for memory. Lower ``priority`` numbers run first (a reader's request
   before background work); equal priorities run in submission order.
+* **Pre-emption.** A job submitted ``preemptible`` (the background worklist's)
+  is cancelled while it runs as soon as a job of a lower priority number is
+  submitted; its owner sees a ``cancelled`` outcome and may queue it again, so a
+  reader never waits for background work to finish.
 
 Callbacks (``on_progress``, ``on_done``, ``then``) are called on the runner's
 thread. A consumer that has a GUI thread re-posts them there (see
@@ -137,6 +141,31 @@ class _Entry:
     on_done: Callable[[JobDone[Any]], object] | None
     on_progress: Callable[[JobProgress], object] | None
     then: Callable[[JobDone[Any]], object] | None
+    preemptible: bool = False
+
+
+class CurrentJob:
+    """Mixin for a job's owner that keeps its newest unanswered job (one with a ``token``) in ``_active``.
+
+    The one home of "cancel the current job" and "is one still unanswered"
+    (the analysis service and the report drafting worker both need them).
+    """
+
+    _active: Any = None
+
+    def cancel(self) -> None:
+        """Ask the current job to stop; its cancelled outcome follows once it has stopped."""
+        if self._active is not None:
+            self._active.token.cancel()
+
+    def is_busy(self) -> bool:
+        """True from ``submit`` until the current generation's outcome arrives."""
+        return self._active is not None
+
+    def _drop_active(self) -> None:
+        """Cancel the current job and forget it: its outcome will be dropped (on shutdown)."""
+        self.cancel()
+        self._active = None
 
 
 class JobRunner:
@@ -151,6 +180,7 @@ class JobRunner:
         self._generations: dict[str, int] = {}
         self._latest: dict[str, Ticket] = {}
         self._thread: threading.Thread | None = None
+        self._running: tuple[int, _Entry] | None = None  # the priority and entry of the job on the thread
         self._closed = False
 
     # --- API (any thread) ---------------------------------------------------------------
@@ -168,11 +198,12 @@ class JobRunner:
                on_progress: Callable[[JobProgress], object] | None = None,
                then: Callable[[JobDone[T]], object] | None = None,
                priority: int = PRIORITY_READER, token: CancelToken | None = None,
-               supersede: bool = True) -> Ticket:
+               supersede: bool = True, preemptible: bool = False) -> Ticket:
         """Queue ``work`` and return its ticket; the earlier job of ``kind`` is cancelled if ``supersede``.
 
         ``on_done`` gets the outcome; ``then`` runs after it, still on the runner's
         thread (e.g. writing a result to disk once the reader has it on screen).
+        ``preemptible``: cancel this job, while it runs, when a more urgent one is submitted.
         """
         self.start()
         with self._cond:
@@ -183,8 +214,13 @@ class JobRunner:
                 previous.cancel()
             ticket = Ticket(kind, generation, token or CancelToken())
             self._latest[kind] = ticket
-            entry = _Entry(ticket, work, on_done, on_progress, then)
+            entry = _Entry(ticket, work, on_done, on_progress, then, preemptible)
             heapq.heappush(self._queue, (priority, next(self._seq), entry))
+            running = self._running
+            if running is not None and running[1].preemptible and priority < running[0]:
+                logger.info("%s: %s %d pre-empted by %s", self.name, running[1].ticket.kind,
+                            running[1].ticket.generation, kind)
+                running[1].ticket.cancel()
             self._cond.notify()
         logger.debug("%s: queued %s %d", self.name, kind, generation)
         return ticket
@@ -236,7 +272,9 @@ class JobRunner:
             if self._closed:
                 skipped, self._queue = self._queue, []
             else:
-                return heapq.heappop(self._queue)[2]
+                priority, _, entry = heapq.heappop(self._queue)
+                self._running = (priority, entry)
+                return entry
         for _, _, entry in skipped:  # after shutdown: tell who waits, run nothing
             self._deliver(entry, JobDone(entry.ticket.kind, entry.ticket.generation, "cancelled"))
         return None
@@ -244,7 +282,11 @@ class JobRunner:
     def _serve(self) -> None:
         logger.debug("%s started", self.name)
         while (entry := self._next()) is not None:
-            self._run(entry)
+            try:
+                self._run(entry)
+            finally:
+                with self._cond:
+                    self._running = None
         logger.debug("%s stopped", self.name)
 
     def _run(self, entry: _Entry) -> None:

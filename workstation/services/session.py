@@ -27,8 +27,10 @@ from collections.abc import Callable
 from typing import Any
 
 from inference.errors import WorkstationError
+from workstation.listeners import Listeners
 from workstation.services.analysis_jobs import AnalysisCancelled, AnalysisFailed, AnalysisFinished, AnalysisService
 from workstation.services.dispatch import Post
+from workstation.services.remote_models import remote_models
 from workstation.services.runner import JobContext, JobDone, JobRunner
 from workstation.services.session_events import (
     AiStatusChanged,
@@ -60,10 +62,11 @@ class ReadingSession:
                  prefer_model: Callable[[], str | None] = lambda: None) -> None:
         self.settings = settings
         self._post = post
-        self.analysis = analysis or AnalysisService(post, models_dir=settings.models_path, device=settings.device)
+        self.analysis = analysis or AnalysisService(post, models_dir=settings.models_path, device=settings.device,
+                                                    remote=remote_models(settings))
         self.io = io_runner or JobRunner("io-runner")
         self._prefer_model = prefer_model
-        self._listeners: list[Listener] = []
+        self._listeners: Listeners[Any] = Listeners("session")
         self.current: OpenSeries | None = None
         self._volume: Any = None  # the fully loaded volume of the current series, None while streaming
         self._load_generation = 0
@@ -76,15 +79,10 @@ class ReadingSession:
     # --- listeners ------------------------------------------------------------------------
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener(event)`` for every event (on the owner's thread); returns the unsubscribe function."""
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+        return self._listeners.subscribe(listener)
 
     def _emit(self, event: object) -> None:
-        for listener in list(self._listeners):
-            try:
-                listener(event)
-            except Exception:  # one broken view must not stop the others
-                logger.exception("a session listener failed on %s", type(event).__name__)
+        self._listeners.emit(event)
 
     def _message(self, text: str) -> None:
         self._emit(Message(text))
@@ -211,6 +209,16 @@ class ReadingSession:
         self._emit(Problem("Series could not be opened", text))
 
     # --- the analysis store -------------------------------------------------------------------
+    def look_up_again(self, series_id: int) -> None:
+        """An analysis of ``series_id`` was just stored by someone else (the background worklist).
+
+        If that series is open, loaded and shows no result, it is looked up
+        again, so the reader sees it without reopening the series.
+        """
+        if (self.current is not None and self.current.series_id == series_id and self._volume is not None
+                and series_id not in self._results and not self.is_analysing(series_id)):
+            self._look_up_stored(series_id, self._volume)
+
     def _look_up_stored(self, series_id: int, volume: Any) -> None:
         """Ask the analysis store for this series' analysis (the preferred model first), on the I/O runner."""
         settings, prefer = self.settings, self._prefer_model()
@@ -220,7 +228,7 @@ class ReadingSession:
 
             try:
                 return find_for_series(AnalysisStore.for_settings(settings), settings.db_path, series_id, volume,
-                                       settings.models_path, prefer)
+                                       settings.models_path, prefer, remote_models(settings).nodes)
             except Exception:  # an unreadable store is no reason to lose the series: it can be analysed again
                 logger.warning("series %d: the analysis store could not be read", series_id, exc_info=True)
                 return None

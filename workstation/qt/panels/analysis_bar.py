@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from PySide6.QtCore import Qt, Signal, SignalInstance, Slot
 from PySide6.QtGui import QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QMessageBox, QProgressBar, QPushButton, QWidget
+
+if TYPE_CHECKING:
+    from inference.remote import RemoteModels
+    from workstation.services.runner import JobDone, JobRunner
 
 logger = logging.getLogger(__name__)
 
@@ -55,10 +59,16 @@ class AnalysisBar(QWidget):
     runRequested = Signal(str)  # noqa: N815 - Qt signal naming
     cancelRequested = Signal()  # noqa: N815
     runAnywayRequested = Signal(str)  # noqa: N815 - the user overrode a refusal (mostly interpolated series)
+    remoteListed = Signal(object)  # noqa: N815 - the remote nodes' rows, emitted from the runner's thread
 
-    def __init__(self, models_dir: Path | None, parent: QWidget | None = None) -> None:
+    def __init__(self, models_dir: Path | None, parent: QWidget | None = None, *,
+                 remote: RemoteModels | None = None, runner: JobRunner | None = None) -> None:
         super().__init__(parent)
         self.models_dir = models_dir
+        self.remote = remote
+        self._runner = runner  # an I/O runner for listing the remote nodes' models (they may be slow or down)
+        self._remote_rows: list[dict[str, Any]] = []
+        self.remoteListed.connect(self._on_remote_listed)
         self.modality: str | None = None
         self.running = False
         self._rows: list[dict[str, Any]] = []
@@ -111,6 +121,29 @@ class AnalysisBar(QWidget):
         except Exception:  # a broken models folder must not break the window
             logger.exception("could not list the models in %s", self.models_dir)
             self._rows = []
+        self._list_remote()
+        self.set_modality(self.modality)
+
+    def _list_remote(self) -> None:
+        """Ask the configured remote nodes for their models as a job on the I/O runner (never on this thread)."""
+        remote, runner = self.remote, self._runner
+        if not remote or runner is None:
+            return
+        from workstation.services.remote_models import remote_rows
+
+        def done(outcome: JobDone[list[dict[str, Any]]]) -> None:
+            if outcome.status == "failed":  # a broken node must not break the window
+                logger.warning("could not list the remote models: %s", outcome.error)
+            try:
+                self.remoteListed.emit(outcome.value or [])
+            except RuntimeError:  # the bar was closed meanwhile
+                logger.debug("remote models listed after the bar was closed")
+
+        runner.submit("remote-models", lambda _ctx: remote_rows(remote), on_done=done)
+
+    @Slot(object)
+    def _on_remote_listed(self, rows: list[dict[str, Any]]) -> None:
+        self._remote_rows = list(rows)
         self.set_modality(self.modality)
 
     def set_modality(self, modality: str | None) -> None:
@@ -122,14 +155,15 @@ class AnalysisBar(QWidget):
         previous = self.current_model_id()
         self.modality = modality
         self._items.clear()
-        rows = models_for(self._rows, modality) if modality else []
+        rows = models_for(self._rows + self._remote_rows, modality) if modality else []
         for row in rows:
             problem = row.get("problem")
             title = str(row.get("title") or row["id"]).split(" (unusable")[0]
             item = QStandardItem(f"{title} (unusable)" if problem else title)
             item.setData(row["id"], MODEL_ROLE)
             mods = "/".join(row.get("modalities") or []) or "?"
-            source = "built-in" if row.get("source") == "built-in" else f"bundle in {row.get('path')}"
+            source = {"built-in": "built-in", "remote": f"MONAI Label node {row.get('node')} ({row.get('url')})"}.get(
+                str(row.get("source")), f"bundle in {row.get('path')}")
             item.setToolTip(f"Cannot be used: {problem}" if problem
                             else f"{row['id']} {row.get('version', '')} · {mods} · {source}")
             item.setEnabled(not problem)

@@ -157,6 +157,10 @@ class FindingsPanel(QWidget):
         layout.addWidget(self.banner)
         layout.addWidget(self.source)
         layout.addWidget(split, 1)
+        from workstation.qt.panels.comparison import ComparisonPanel  # it formats with this module's helpers
+
+        self.comparison = ComparisonPanel()  # the comparison with a prior, once there is one (hidden until then)
+        layout.addWidget(self.comparison)
         layout.addWidget(self.cautions)
         self.clear()
 

@@ -1,6 +1,7 @@
 """The notes panel: a study's clinical notes, each with where it came from, editable and saved.
 
-Notes are read from and written to the study index. Edits are saved after a
+Notes are read from and written to the study index through the Qt-free
+``workstation.services.catalog.Catalog`` given to the panel. Edits are saved after a
 short pause in typing (debounced) and on ``flush`` (switching study, closing),
 keeping each note's source and kind, so the report drafter later knows which
 text came from the request, the DICOM header, a prior report or the reader.
@@ -13,6 +14,7 @@ import logging
 import re
 import sqlite3
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QHideEvent, QResizeEvent
@@ -26,6 +28,9 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+if TYPE_CHECKING:
+    from workstation.services.catalog import Catalog
 
 logger = logging.getLogger(__name__)
 
@@ -119,9 +124,9 @@ class NotesPanel(QWidget):
     saved = Signal(int)  # note id, after each write
     saveFailed = Signal(str)  # noqa: N815 - Qt signal naming
 
-    def __init__(self, db_path: Path, parent: QWidget | None = None) -> None:
+    def __init__(self, catalog: Catalog, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.db_path = Path(db_path)
+        self.catalog = catalog
         self.study_id: int | None = None
         self.cards: list[NoteCard] = []
         self._timer = QTimer(self)
@@ -166,12 +171,7 @@ class NotesPanel(QWidget):
         self.study_id = study_id
         self.add_button.setEnabled(study_id is not None)
         self.status.setText("")
-        rows = []
-        if study_id is not None:
-            from workstation.index.db import StudyIndex
-
-            with StudyIndex(self.db_path) as index:
-                rows = index.notes(study_id)
+        rows = self.catalog.notes(study_id) if study_id is not None else []
         for row in rows:
             self._add_card(NoteCard(row.id, row.source, row.kind, row.text))
         self.empty.setVisible(not self.cards)
@@ -214,29 +214,25 @@ class NotesPanel(QWidget):
         dirty = [c for c in self.cards if c.dirty]
         if not dirty or self.study_id is None:
             return
-        from workstation.index.db import StudyIndex
+        from workstation.services.catalog import NoteEdit
 
-        saved: list[int] = []
         try:
-            with StudyIndex(self.db_path) as index:
-                for card in dirty:
-                    text = card.text()
-                    if card.note_id is None:
-                        if not text.strip():
-                            continue  # an empty new note is not stored
-                        card.note_id = index.add_typed_note(self.study_id, text)
-                        row = index.note(card.note_id)
-                        card.source = row.source if row else card.source
-                        card.header.setText(card_header(card.source, card.kind))
-                    else:
-                        index.update_note(card.note_id, text)
-                    card.dirty = False
-                    saved.append(card.note_id)
+            rows = self.catalog.save_notes(self.study_id, [NoteEdit(c.note_id, c.text()) for c in dirty])
         except (sqlite3.Error, OSError) as exc:
             logger.warning("could not save notes of study %s: %s", self.study_id, type(exc).__name__)
             self.status.setText("Not saved")
             self.saveFailed.emit(f"The notes could not be saved: {exc}")
             return
+        saved: list[int] = []
+        for card, row in zip(dirty, rows, strict=True):
+            if row is None:
+                continue  # an empty new note is not stored
+            if card.note_id is None:
+                card.note_id = row.id
+                card.source = row.source
+                card.header.setText(card_header(card.source, card.kind))
+            card.dirty = False
+            saved.append(row.id)
         self.status.setText("Saved")
         logger.info("saved %d note(s) of study %s", len(saved), self.study_id)
         for note_id in saved:

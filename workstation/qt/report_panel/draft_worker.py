@@ -48,7 +48,7 @@ from inference.drafting import ReportInputs
 from workstation.qt.bridge import GuiPoster
 from workstation.services import drafting
 from workstation.services.failures import user_message
-from workstation.services.runner import PRIORITY_DRAFT, PRIORITY_READER, JobContext, JobDone, JobRunner
+from workstation.services.runner import PRIORITY_DRAFT, PRIORITY_READER, CurrentJob, JobContext, JobDone, JobRunner
 
 logger = logging.getLogger(__name__)
 
@@ -173,7 +173,7 @@ class _Drafting:
         return DraftOutcome("finished", gen, drafted)
 
 
-class DraftWorker(QObject):
+class DraftWorker(QObject, CurrentJob):
     """The GUI's handle on drafting. Create it on the GUI thread; call ``shutdown`` on quit.
 
     ``runner`` is the device runner it shares with the analyses (the window's);
@@ -217,8 +217,7 @@ class DraftWorker(QObject):
             subject = drafting.DraftSubject(subject)
         if self._closed:
             raise RuntimeError("the report drafting worker was shut down")
-        if self._active is not None:
-            self._active.token.cancel()
+        self.cancel()
         generation = self.runner.generation(KIND) + 1
         job = DraftJob(generation, subject, llm_dir, device, max_new_tokens, CancelToken())
         self._active = job
@@ -229,15 +228,6 @@ class DraftWorker(QObject):
         assert ticket.generation == generation
         logger.info("submitted report draft %d (%s)", generation, "language model" if llm_dir else "template")
         return generation
-
-    def cancel(self) -> None:
-        """Ask the current draft to stop; ``cancelled`` follows once it has."""
-        if self._active is not None:
-            self._active.token.cancel()
-
-    def is_busy(self) -> bool:
-        """True from ``submit`` until the current generation's outcome arrives."""
-        return self._active is not None
 
     def is_running(self) -> bool:
         """True while the runner's thread (the drafting thread) is alive."""
@@ -254,9 +244,7 @@ class DraftWorker(QObject):
         if self._closed:
             return not (self._owns_runner and self.runner.is_running())
         self._closed = True
-        if self._active is not None:
-            self._active.token.cancel()
-            self._active = None
+        self._drop_active()
         app = QCoreApplication.instance()
         if app is not None:
             with contextlib.suppress(RuntimeError, TypeError):

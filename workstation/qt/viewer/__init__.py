@@ -1,19 +1,33 @@
 """The MPR viewer: linked axial/coronal/sagittal views, W/L, thick slabs, measurements, label overlay.
 
-Qt layer only; it reads ``inference.volume.Volume`` and ``inference.labels.LabelTable``
-and never imports torch, MONAI or transformers.
+Qt views of the Qt-free viewer model (``workstation.viewing``): they draw its
+state and forward mouse and keys to it. Never imports torch, MONAI or transformers.
 """
 
 from workstation.imaging import Preset, PresetBook, auto_window, load_presets
 from workstation.qt.refcount_guard import guard_none_refcount
-from workstation.qt.viewer.measure import RoiMeasurement, RulerMeasurement, ViewMeasurement
 from workstation.qt.viewer.mpr import LAYOUTS, MprViewer
-from workstation.qt.viewer.orientation import PLANES, PlaneGeometry, ViewPlane, plane_geometries
 from workstation.qt.viewer.overlay_panel import OverlayPanel
-from workstation.qt.viewer.slab import SLAB_MODES, SlabMode, SlabSettings
-from workstation.qt.viewer.slab_control import SlabToolbar
+from workstation.qt.viewer.slab_toolbar import SlabToolbar
 from workstation.qt.viewer.slice_view import SliceView
-from workstation.qt.viewer.state import TOOLS, OverlayState, Tool, ViewerInfo, ViewerState
+from workstation.viewing import (
+    PLANES,
+    SLAB_MODES,
+    TOOLS,
+    OverlayState,
+    PlaneGeometry,
+    RoiMeasurement,
+    RulerMeasurement,
+    SlabMode,
+    SlabSettings,
+    Tool,
+    ViewerInfo,
+    ViewerModel,
+    ViewerState,
+    ViewMeasurement,
+    ViewPlane,
+    plane_geometries,
+)
 
 guard_none_refcount()
 
@@ -38,6 +52,7 @@ __all__ = [
     "ViewMeasurement",
     "ViewPlane",
     "ViewerInfo",
+    "ViewerModel",
     "ViewerState",
     "auto_window",
     "guard_none_refcount",

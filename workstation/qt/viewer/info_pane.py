@@ -10,7 +10,6 @@ reminder of the mouse and key scheme. Painted text on black, like the views.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QPainter, QPaintEvent
@@ -18,10 +17,8 @@ from PySide6.QtWidgets import QWidget
 
 from inference.labels import readable_name
 from workstation.qt.viewer import painting
-from workstation.qt.viewer.image_number import acquired_image_text, plane_image_text
-
-if TYPE_CHECKING:
-    from workstation.qt.viewer.mpr import MprViewer
+from workstation.viewing.image_number import acquired_image_text, plane_image_text
+from workstation.viewing.model import ViewerModel
 
 logger = logging.getLogger(__name__)
 
@@ -34,18 +31,18 @@ HELP = ("Left: tool (W/L)   Shift+left: crosshair",
 
 
 class InfoPane(QWidget):
-    """Read-only summary of what the views show."""
+    """Read-only summary of what the views show: it reads the viewer model and changes nothing."""
 
-    def __init__(self, host: MprViewer) -> None:
-        super().__init__(host)
-        self.host = host
+    def __init__(self, model: ViewerModel, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.model = model
         self.setObjectName("mprInfo")
         self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
         self.setMinimumSize(96, 96)
 
     def lines(self) -> list[tuple[str, QColor, QColor | None]]:
         """``(text, colour, swatch)`` rows, top to bottom; a swatch marks a legend row."""
-        st = self.host.state
+        st = self.model.state
         vol = st.volume
         out: list[tuple[str, QColor, QColor | None]] = []
         if vol is None:
@@ -61,8 +58,8 @@ class InfoPane(QWidget):
                  f"voxel {sp[0]:.2f} × {sp[1]:.2f} × {sp[2]:.2f} mm", painting.TEXT_COLOUR, None)]
         if done < total:
             out.append((f"Loading: {done}/{total} slices", painting.LOADING_COLOUR, None))
-        lps = self.host.current_lps()
-        k, j, i = self.host.current_index()
+        lps = self.model.current_lps()
+        k, j, i = self.model.current_index()
         value = st.value_at((k, j, i))
         unit = f" {vol.units}" if vol.units else ""
         out += [("CURSOR", HEADING, None),

@@ -1,61 +1,71 @@
-"""Keyboard shortcuts of the MPR viewer (the table is in ``mpr``'s module docstring)."""
+"""Keyboard shortcuts of the MPR viewer (the table is in ``mpr``'s module docstring).
+
+Keys change the viewer model; the one key that also touches the views (``R``:
+reset window/level *and* zoom) goes to the viewer through ``ViewerActions``.
+"""
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QKeyEvent
 
-from workstation.qt.viewer.orientation import ViewPlane
-
-if TYPE_CHECKING:
-    from workstation.qt.viewer.mpr import MprViewer
+from workstation.viewing.model import PAGE_STEP, ViewerModel
+from workstation.viewing.orientation import ViewPlane
 
 logger = logging.getLogger(__name__)
 
 _DIGITS = {Qt.Key.Key_1: "1", Qt.Key.Key_2: "2", Qt.Key.Key_3: "3", Qt.Key.Key_4: "4", Qt.Key.Key_5: "5"}
+_STEPS = {Qt.Key.Key_Up: -1, Qt.Key.Key_Down: 1, Qt.Key.Key_PageUp: -PAGE_STEP, Qt.Key.Key_PageDown: PAGE_STEP}
 
 
-def handle_key(viewer: MprViewer, plane: ViewPlane, event: QKeyEvent) -> bool:
+class ViewerActions(Protocol):
+    """What a view asks of the viewer around it beyond the model: the layout and the views' zoom."""
+
+    def toggle_maximized(self, plane: ViewPlane) -> None:
+        """Show ``plane`` alone, or go back to the layout before."""
+
+    def reset(self) -> None:
+        """Default window/level and every view fitted."""
+
+
+def handle_key(model: ViewerModel, actions: ViewerActions, plane: ViewPlane, event: QKeyEvent) -> bool:
     """Act on ``event`` for the view of ``plane``; ``False`` when the key is not the viewer's."""
     key = event.key()
-    st = viewer.state
+    st = model.state
     if st.volume is None:
         return False
-    if event.modifiers() & (Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.AltModifier
-                            | Qt.KeyboardModifier.MetaModifier):
+    if event.modifiers() & (
+        Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.AltModifier | Qt.KeyboardModifier.MetaModifier
+    ):
         return False
-    viewer.set_active_plane(plane)
-    g = viewer.view(plane).geom
-    steps = {Qt.Key.Key_Up: -1, Qt.Key.Key_Down: 1, Qt.Key.Key_PageUp: -viewer.page_step(),
-             Qt.Key.Key_PageDown: viewer.page_step()}
-    if key in steps:
-        viewer.step_slice(plane, steps[Qt.Key(key)])
-    elif key in (Qt.Key.Key_Home, Qt.Key.Key_End) and g is not None:
-        first = 0 if g.next_step > 0 else g.n_slices - 1
-        viewer.set_slice(plane, first if key == Qt.Key.Key_Home else g.n_slices - 1 - first)
+    model.set_active_plane(plane)
+    if key in _STEPS:
+        model.step_slice(plane, _STEPS[Qt.Key(key)])
+    elif key in (Qt.Key.Key_Home, Qt.Key.Key_End):
+        model.go_to_end(plane, last=key == Qt.Key.Key_End)
     elif key in _DIGITS:
-        return viewer.apply_preset(_DIGITS[Qt.Key(key)])
+        return model.wl.apply_preset(_DIGITS[Qt.Key(key)])
     elif key == Qt.Key.Key_R:
-        viewer.reset()
+        actions.reset()
     elif key == Qt.Key.Key_C:
-        viewer.toggle_cine(plane)
+        model.cine.toggle(plane)
     elif key in (Qt.Key.Key_Delete, Qt.Key.Key_Backspace):
-        viewer.remove_last_measurement()
+        model.remove_last_measurement()
     elif key == Qt.Key.Key_X:
-        viewer.set_crosshair_visible(not st.show_crosshair)
+        model.set_crosshair_visible(not st.show_crosshair)
     elif key == Qt.Key.Key_I:
-        viewer.set_annotations_visible(not st.show_annotations)
+        model.set_annotations_visible(not st.show_annotations)
     elif key == Qt.Key.Key_O:
-        viewer.set_overlay_visible(not viewer.overlay_visible())
+        model.overlay.set_visible(not model.overlay.visible())
     elif key == Qt.Key.Key_M:
-        viewer.next_slab_mode()
+        model.slab.next_mode()
     elif key == Qt.Key.Key_BracketRight:
-        viewer.slab_thicker()
+        model.slab.thicker()
     elif key == Qt.Key.Key_BracketLeft:
-        viewer.slab_thinner()
+        model.slab.thinner()
     else:
         return False
     return True

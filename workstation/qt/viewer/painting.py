@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 from PySide6.QtCore import QLineF, QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QPainter, QPen
 
-from workstation.qt.viewer.measure import RoiMeasurement, RulerMeasurement, ViewMeasurement
-from workstation.qt.viewer.orientation import ViewPlane
+from workstation.viewing.measure import RoiMeasurement, RulerMeasurement, ViewMeasurement
+from workstation.viewing.orientation import ViewPlane
 
 logger = logging.getLogger(__name__)
 

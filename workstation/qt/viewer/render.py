@@ -6,7 +6,8 @@ lookup table indexed by the raw bit pattern: one ``np.take`` writes 32-bit
 pixels straight into the QImage's buffer. The images are in Qt's native 32-bit
 formats (RGB32, ARGB32 premultiplied), which Qt scales about twice as fast as
 8-bit grey. Label maps go through a colour table (one ARGB value per label
-value); outlines come from a neighbour difference on the 2-D slice.
+value, ``workstation.viewing.label_colours``); outlines come from a neighbour
+difference on the 2-D slice.
 """
 
 from __future__ import annotations
@@ -19,12 +20,7 @@ import numpy as np
 import numpy.typing as npt
 from PySide6.QtGui import QImage
 
-from inference.labels import LabelTable
-
 logger = logging.getLogger(__name__)
-
-MAX_LABEL_VALUE = 1 << 20
-"""Largest label value the colour table indexes directly (a few MB of table)."""
 
 OPAQUE = np.uint32(0xFF000000)
 _UINT_OF = {1: np.uint8, 2: np.uint16}
@@ -96,19 +92,6 @@ def slice_image(sl: npt.NDArray[Any], window: float, level: float, invert: bool 
         pixels[:, ~cols] = OPAQUE
         missing = True
     return img, missing
-
-
-def colour_table(table: LabelTable, max_value: int, hidden: set[int] | frozenset[int] = frozenset()
-                 ) -> npt.NDArray[np.uint32]:
-    """ARGB32 per label value ``0..max_value``: the table's opaque colour, or 0 (background, hidden, unknown)."""
-    if max_value >= MAX_LABEL_VALUE:
-        raise ValueError(f"label values up to {MAX_LABEL_VALUE - 1} are supported, got {max_value}")
-    lut = np.zeros(max_value + 1, dtype=np.uint32)
-    for label in table:
-        if 0 < label.value <= max_value and label.value not in hidden:
-            r, g, b = (int(c) & 0xFF for c in label.color)
-            lut[label.value] = 0xFF000000 | (r << 16) | (g << 8) | b
-    return lut
 
 
 def outline(labels: npt.NDArray[Any]) -> npt.NDArray[Any]:

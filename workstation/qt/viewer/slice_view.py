@@ -10,6 +10,11 @@ Mouse (see ``MprViewer`` for the whole scheme): the left button does what the
 current tool says (W/L by default); Shift+left always moves the crosshair;
 right-drag zooms about the press point; middle-drag pans; the wheel scrolls
 slices (Ctrl+wheel zooms); a double-click maximises or restores the view.
+
+A view knows the viewer model (``workstation.viewing.model.ViewerModel``: it
+draws its state and sends cursor, slice, W/L and measurement changes to it) and
+a narrow ``ViewerActions`` for the two requests that concern the other views
+(maximise, reset). Zoom and pan are the view's own: they depend on its size.
 """
 
 from __future__ import annotations
@@ -18,7 +23,6 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 from PySide6.QtCore import QEvent, QPointF, QRectF, Qt
@@ -26,21 +30,18 @@ from PySide6.QtGui import QColor, QImage, QKeyEvent, QMouseEvent, QPainter, QPai
 from PySide6.QtWidgets import QWidget
 
 from workstation.qt.viewer import painting
-from workstation.qt.viewer.image_number import plane_image_text
-from workstation.qt.viewer.measure import ViewMeasurement, make_roi, make_ruler
-from workstation.qt.viewer.orientation import PLANES, PlaneGeometry, ViewPlane, position_text
+from workstation.qt.viewer.keys import ViewerActions, handle_key
 from workstation.qt.viewer.render import overlay_image, slice_image
-from workstation.qt.viewer.slab import SlabSettings, slab_bounds
-from workstation.qt.viewer.slab_control import view_pixels
-from workstation.qt.viewer.state import TOOL_NAMES
-
-if TYPE_CHECKING:
-    from workstation.qt.viewer.mpr import MprViewer
+from workstation.viewing.annotations import corner_lines
+from workstation.viewing.measure import ViewMeasurement
+from workstation.viewing.model import ViewerModel
+from workstation.viewing.orientation import PLANES, PlaneGeometry, ViewPlane
+from workstation.viewing.slab import SlabSettings, slab_bounds
+from workstation.viewing.slab_control import view_pixels
 
 logger = logging.getLogger(__name__)
 
 MIN_ZOOM, MAX_ZOOM = 0.1, 40.0
-WL_PIXELS_PER_DOUBLING = 200.0
 ZOOM_PIXELS_PER_E = 200.0
 SLAB_COLOUR = QColor(130, 230, 130)  # the slab line in the corner: a view that is not a single slice
 
@@ -60,11 +61,13 @@ class _Drag:
 
 
 class SliceView(QWidget):
-    """A single plane of the MPR viewer, drawing the shared ``ViewerState`` of its host."""
+    """A single plane of the MPR viewer, drawing the shared state of the viewer model."""
 
-    def __init__(self, host: MprViewer, plane: ViewPlane, slab: SlabSettings | None = None) -> None:
-        super().__init__(host)
-        self.host = host
+    def __init__(self, model: ViewerModel, actions: ViewerActions, plane: ViewPlane,
+                 slab: SlabSettings | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.model = model
+        self.viewer_actions = actions
         self.plane = plane
         self.own_slab = slab  # a view with a slab of its own (the 2x2 layout's axial MIP), else the viewer's
         self.zoom = 1.0
@@ -91,13 +94,12 @@ class SliceView(QWidget):
     @property
     def geom(self) -> PlaneGeometry | None:
         """This plane's mapping onto the current volume (``None`` before a volume is set)."""
-        return self.host.state.geoms.get(self.plane)
+        return self.model.state.geoms.get(self.plane)
 
     @property
     def slice_index(self) -> int:
         """The array index of the shown slice along this view's normal axis."""
-        g = self.geom
-        return self.host.state.cursor[g.normal] if g is not None else 0
+        return self.model.slice_index(self.plane)
 
     def frame(self) -> tuple[float, float, float, float]:
         """``(sx, sy, ox, oy)``: widget pixels per image pixel along x/y and the image origin."""
@@ -180,12 +182,12 @@ class SliceView(QWidget):
 
     def slab_settings(self) -> SlabSettings:
         """The slab this view shows: its own, or the viewer's (thickness 0: single slices)."""
-        return self.own_slab if self.own_slab is not None else self.host.state.slab
+        return self.own_slab if self.own_slab is not None else self.model.state.slab
 
     # ------------------------------------------------------------------ rendering
 
     def _ensure_images(self, g: PlaneGeometry) -> None:
-        st = self.host.state
+        st = self.model.state
         vol = st.volume
         assert vol is not None
         s = self.slice_index
@@ -218,7 +220,7 @@ class SliceView(QWidget):
         try:
             painter.fillRect(self.rect(), Qt.GlobalColor.black)
             g = self.geom
-            if self.host.state.volume is None or g is None:
+            if self.model.state.volume is None or g is None:
                 painter.setFont(painting.text_font(self.width(), self.height()))
                 painting.draw_centre_note(painter, QRectF(self.rect()), "No series open", painting.TEXT_COLOUR)
                 return
@@ -227,7 +229,7 @@ class SliceView(QWidget):
             painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
             painter.setFont(painting.text_font(self.width(), self.height()))
             self._paint_graphics(painter, g)
-            if self.host.state.show_annotations:
+            if self.model.state.show_annotations:
                 self._paint_text(painter, g)
             self._paint_border(painter)
         finally:
@@ -241,7 +243,7 @@ class SliceView(QWidget):
         if self._grey is not None:
             painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
             painter.drawImage(QPointF(0.0, 0.0), self._grey)
-        ov = self.host.state.overlay
+        ov = self.model.state.overlay
         if self._overlay is not None and ov is not None and ov.visible and ov.opacity > 0:
             painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)
             painter.setOpacity(ov.opacity)
@@ -249,7 +251,7 @@ class SliceView(QWidget):
         painter.restore()
 
     def _paint_graphics(self, painter: QPainter, g: PlaneGeometry) -> None:
-        st = self.host.state
+        st = self.model.state
         s = self.slice_index
         if st.highlight is not None:
             lo, hi = st.highlight
@@ -266,47 +268,20 @@ class SliceView(QWidget):
                                     painting.PLANE_COLOURS[by_normal[g.v_axis]])
 
     def _paint_text(self, painter: QPainter, g: PlaneGeometry) -> None:
-        st = self.host.state
-        vol = st.volume
-        assert vol is not None
-        info = st.info
-        s = self.slice_index
-        cursor = np.array(st.cursor, dtype=np.float64)
-        cursor[g.normal] = s
-        pos = position_text(vol.index_to_lps(cursor), g.normal_patient_axis)
-        identity = [t for t in (info.patient_text(), info.date_text(),
-                                " ".join(x for x in (info.series_description, f"({info.modality})"
-                                                     if info.modality else "") if x)) if t]
-        wl = f"W {st.window:.0f}  L {st.level:.0f}" + (f"  {st.wl_name}" if st.wl_name else "")
-        bottom_right = [f"Tool: {TOOL_NAMES[st.tool]}"]
-        if self.host.cine_plane() == self.plane:
-            bottom_right.insert(0, f"Cine {self.host.cine_fps():g} fps")
-        if self._hover is not None:
-            value = st.value_at(self._hover)
-            if value is not None:
-                unit = f" {vol.units}" if vol.units else ""
-                bottom_right.insert(0, f"{value:.0f}{unit}" if value.is_integer() else f"{value:.4g}{unit}")
-        settings = self.slab_settings()
-        slab = [(settings.label(), SLAB_COLOUR)] if settings.active else []  # "MIP 10 mm", under W/L
-        corners = {
-            "tl": [(t, painting.IDENTITY_COLOUR) for t in identity],
-            "tr": [(self.plane.upper(), painting.PLANE_COLOURS[self.plane]),
-                   (plane_image_text(vol, g, s), painting.TEXT_COLOUR),
-                   (pos, painting.TEXT_COLOUR)],
-            "bl": [(wl, painting.TEXT_COLOUR), *slab,
-                   (f"Zoom {self.magnification() * 100:.0f}%", painting.TEXT_COLOUR)],
-            "br": [(t, painting.TEXT_COLOUR) for t in bottom_right],
-        }
-        self.corner_text = {corner: [text for text, _ in rows] for corner, rows in corners.items()}
+        lines = corner_lines(self.model, self.plane, self.slab_settings(), self.magnification(), self._hover)
+        colours = {"identity": painting.IDENTITY_COLOUR, "plane": painting.PLANE_COLOURS[self.plane],
+                   "text": painting.TEXT_COLOUR, "slab": SLAB_COLOUR}
+        corners = {corner: [(text, colours[role]) for text, role in rows] for corner, rows in lines.items()}
+        self.corner_text = {corner: [text for text, _ in rows] for corner, rows in lines.items()}
         painting.draw_corners(painter, QRectF(self.rect()), corners)
         painting.draw_letters(painter, QRectF(self.rect()), g.left, g.right, g.top, g.bottom)
         if self._missing:
-            done, total = st.loaded_count()
+            done, total = self.model.state.loaded_count()
             painting.draw_centre_note(painter, QRectF(self.rect()), f"loading… {done}/{total} slices")
 
     def _paint_border(self, painter: QPainter) -> None:
         colour = QColor(painting.PLANE_COLOURS[self.plane])
-        colour.setAlpha(230 if self.host.active_plane() == self.plane else 70)
+        colour.setAlpha(230 if self.model.state.active == self.plane else 70)
         w, h = self.width(), self.height()
         for rect in (QRectF(0, 0, w, 1), QRectF(0, h - 1, w, 1), QRectF(0, 0, 1, h), QRectF(w - 1, 0, 1, h)):
             painter.fillRect(rect, colour)
@@ -315,17 +290,9 @@ class SliceView(QWidget):
         return self._measurement_of(self._drag)
 
     def _measurement_of(self, d: _Drag | None) -> ViewMeasurement | None:
-        st = self.host.state
-        g, vol = self.geom, st.volume
-        if d is None or g is None or vol is None or d.image_now == d.image_start:
+        if d is None or d.kind not in ("ruler", "roi"):
             return None
-        if d.kind == "roi" and not (st.loaded is None or (g.normal == 0 and st.slice_loaded(self.slice_index))):
-            return None  # statistics over slices still loading would count zeros
-        if d.kind == "ruler":
-            return make_ruler(vol, g, self.slice_index, d.image_start, d.image_now)
-        if d.kind == "roi":
-            return make_roi(vol, g, self.slice_index, d.image_start, d.image_now)
-        return None
+        return self.model.measure("ruler" if d.kind == "ruler" else "roi", self.plane, d.image_start, d.image_now)
 
     # ------------------------------------------------------------------ input
 
@@ -339,7 +306,7 @@ class SliceView(QWidget):
             return None
         if event.modifiers() & Qt.KeyboardModifier.ShiftModifier:
             return "crosshair"
-        return self.host.state.tool
+        return self.model.state.tool
 
     def _clamped_image(self, pos: QPointF) -> tuple[float, float]:
         g = self.geom
@@ -350,12 +317,12 @@ class SliceView(QWidget):
 
     def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802
         """Start the drag the button (and tool) stands for."""
-        self.host.set_active_plane(self.plane)
+        self.model.set_active_plane(self.plane)
         kind = self._drag_kind(event)
         if kind is None or self.geom is None:
             super().mousePressEvent(event)
             return
-        st = self.host.state
+        st = self.model.state
         start = self._clamped_image(event.position())
         self._drag = _Drag(kind, event.position(), start, st.window, st.level, self.zoom, QPointF(self.pan), start)
         if kind == "crosshair":
@@ -374,10 +341,7 @@ class SliceView(QWidget):
             return
         delta = pos - d.start
         if d.kind == "wl":
-            base = max(d.window, self.host.wl_floor)
-            self.host.set_window_level(max(d.window + delta.x() * base / WL_PIXELS_PER_DOUBLING,
-                                           self.host.wl_floor / 20.0),
-                                       d.level + delta.y() * base / WL_PIXELS_PER_DOUBLING)
+            self.model.wl.drag(d.window, d.level, delta.x(), delta.y())
         elif d.kind == "zoom":
             self.zoom, self.pan = d.zoom, QPointF(d.pan)
             self.zoom_about(d.start, d.zoom * math.exp(-delta.y() / ZOOM_PIXELS_PER_E))
@@ -401,14 +365,14 @@ class SliceView(QWidget):
             d.image_now = self._clamped_image(event.position())
             m = self._measurement_of(d)
             if m is not None:
-                self.host.add_measurement(m)
+                self.model.add_measurement(m)
         self.update()
         event.accept()
 
     def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:  # noqa: N802
         """Maximise this view, or go back to the previous layout."""
-        if event.button() == Qt.MouseButton.LeftButton and self.host.state.tool in ("wl", "crosshair", "pan"):
-            self.host.toggle_maximized(self.plane)
+        if event.button() == Qt.MouseButton.LeftButton and self.model.state.tool in ("wl", "crosshair", "pan"):
+            self.viewer_actions.toggle_maximized(self.plane)
             event.accept()
             return
         super().mouseDoubleClickEvent(event)
@@ -419,11 +383,11 @@ class SliceView(QWidget):
             return
         x, y = self._clamped_image(pos)
         idx = g.image_to_index(min(x, g.width - 1e-6), min(y, g.height - 1e-6), self.slice_index)
-        self.host.set_cursor_index((round(idx[0]), round(idx[1]), round(idx[2])))
+        self.model.set_cursor_index((round(idx[0]), round(idx[1]), round(idx[2])))
 
     def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802
         """Scroll slices (wheel towards you: next image); Ctrl+wheel zooms."""
-        self.host.set_active_plane(self.plane)
+        self.model.set_active_plane(self.plane)
         self._wheel_rest += event.angleDelta().y()
         steps = int(self._wheel_rest / 120)
         self._wheel_rest -= steps * 120
@@ -431,7 +395,7 @@ class SliceView(QWidget):
             if event.modifiers() & Qt.KeyboardModifier.ControlModifier:
                 self.zoom_about(event.position(), self.zoom * (1.15 ** steps))
             else:
-                self.host.step_slice(self.plane, -steps)
+                self.model.step_slice(self.plane, -steps)
         event.accept()
 
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802
@@ -441,7 +405,7 @@ class SliceView(QWidget):
             self.update()
             event.accept()
             return
-        if self.host.handle_key(self.plane, event):
+        if handle_key(self.model, self.viewer_actions, self.plane, event):
             event.accept()
             return
         super().keyPressEvent(event)

@@ -1,8 +1,8 @@
 """What the MPR views share: volume, cursor, window/level, slab, overlay, measurements.
 
-One ``ViewerState`` belongs to an ``MprViewer``; its ``SliceView``s only read it
-and ask the viewer to change it, so the three views can never disagree about
-the cursor or the window. Qt-free.
+One ``ViewerState`` belongs to a ``ViewerModel`` (``workstation.viewing.model``);
+the views only read it and change it through the model, so the three views can
+never disagree about the cursor or the window. Qt-free.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ import numpy.typing as npt
 from inference.labels import LabelTable
 from inference.volume import Volume
 from workstation.dicomio.display import dicom_date, person_name
-from workstation.qt.viewer.measure import ViewMeasurement
-from workstation.qt.viewer.orientation import PlaneGeometry, ViewPlane
-from workstation.qt.viewer.render import colour_table
-from workstation.qt.viewer.slab import SlabSettings, slab_bounds
+from workstation.viewing.label_colours import colour_table
+from workstation.viewing.measure import ViewMeasurement
+from workstation.viewing.orientation import PlaneGeometry, ViewPlane
+from workstation.viewing.slab import SlabSettings, slab_bounds
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +93,8 @@ class OverlayState:
 
 @dataclass
 class ViewerState:
-    """Everything the views draw. ``cursor`` is the crosshair voxel ``[slice, row, column]``."""
+    """Everything the views draw. ``cursor`` is the crosshair voxel ``[slice, row, column]``; ``active`` the
+    plane keys act on (last clicked or scrolled)."""
 
     volume: Volume | None = None
     info: ViewerInfo = field(default_factory=ViewerInfo)
@@ -113,6 +114,7 @@ class ViewerState:
     show_crosshair: bool = True
     show_annotations: bool = True
     volume_version: int = 0
+    active: ViewPlane = "axial"
 
     def slab_bounds(self, geom: PlaneGeometry, slice_index: int) -> tuple[int, int] | None:
         """``(start, stop)`` of the slab a view of ``geom`` shows around ``slice_index`` (None: slab off)."""

@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from inference.volume import PATIENT_LETTERS
-from workstation.qt.viewer.slab import SlabMode, project
+from workstation.viewing.slab import SlabMode, project
 
 logger = logging.getLogger(__name__)
 

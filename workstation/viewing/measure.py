@@ -14,16 +14,18 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from inference.volume import Volume
-from workstation.qt.viewer.orientation import PlaneGeometry, ViewPlane
+from workstation.viewing.orientation import PlaneGeometry, ViewPlane
 
 logger = logging.getLogger(__name__)
 
 Point = tuple[float, float]
+MeasureKind = Literal["ruler", "roi"]
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from inference.image_refs import slice_text
 from inference.volume import Volume
 
 if TYPE_CHECKING:
-    from workstation.qt.viewer.orientation import PlaneGeometry
+    from workstation.viewing.orientation import PlaneGeometry
 
 
 def plane_image_text(volume: Volume, geometry: PlaneGeometry, slice_index: int) -> str:

@@ -1,0 +1,407 @@
+"""Follow-up reading in the window: priors offered, the comparison run, prior and current read side by side.
+
+``CompareReading`` owns the window's central area, a splitter holding the
+current viewer and (while comparing) a prior pane: a second ``MprViewer``
+labelled with the prior's date and how it was aligned. It
+
+* looks up the open series' priors when a series has opened (on the session's
+  I/O runner: ``FollowupService.look_up_priors``), marks them in the study
+  browser, fills the "Prior" chooser (the best comparable first) and offers
+  "Compare with prior" in the status bar;
+* runs the comparison as a job on the window's device runner
+  (``FollowupService``), with progress and Cancel in its toolbar;
+* shows the prior as soon as it is loaded, then links the two viewer models
+  through the registration (``workstation.viewing.linking.ViewerLink``): cursor,
+  scrolling, W/L and slab; the views' zoom and pan follow here (they are Qt
+  state). A registration that failed its check is shown in red and never links
+  positions;
+* puts the comparison into the findings panel and the report context.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import QEvent, QObject, QPointF, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QKeySequence, QMouseEvent
+from PySide6.QtWidgets import (
+    QComboBox,
+    QLabel,
+    QProgressBar,
+    QSizePolicy,
+    QSplitter,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from inference.followup.model import LesionChange, RegistrationResult
+from workstation.qt.bridge import GuiPoster
+from workstation.qt.viewer import MprViewer, ViewerInfo
+from workstation.qt.viewer.slice_view import SliceView
+from workstation.services.followup_jobs import (
+    FollowupCancelled,
+    FollowupFailed,
+    FollowupFinished,
+    FollowupProgress,
+    FollowupService,
+    PriorLoaded,
+    prior_text,
+)
+from workstation.viewing.linking import ViewerLink
+
+if TYPE_CHECKING:
+    from workstation.qt.browser import StudyBrowser
+    from workstation.qt.panels import FindingsPanel
+    from workstation.qt.reading import ReadingSession
+    from workstation.qt.report_panel import ReportPanel
+    from workstation.services.catalog import Catalog
+    from workstation.services.followup import PriorCandidate
+    from workstation.services.runner import JobRunner
+    from workstation.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+HEADER_STYLE = "QLabel { background: #1d2733; color: #e0e6ee; padding: 3px 8px; font-weight: bold; }"
+PRIOR_HEADER_STYLE = "QLabel { background: #2a2238; color: #e6dcff; padding: 3px 8px; font-weight: bold; }"
+FAILED_HEADER_STYLE = "QLabel { background: #8b1e1e; color: #ffffff; padding: 3px 8px; font-weight: bold; }"
+NO_BUTTONS = Qt.MouseButton.NoButton
+ZOOM_EVENTS = (QEvent.Type.Wheel, QEvent.Type.MouseMove, QEvent.Type.MouseButtonRelease, QEvent.Type.Resize)
+
+
+class CompareReading(QObject):
+    """The window's follow-up reading; see the module docstring. ``splitter`` is the central widget."""
+
+    message = Signal(str)  # a line for the status bar
+    problem = Signal(str, str)  # title, text
+    priorsFound = Signal(int, int)  # noqa: N815 - series id, how many priors it has
+    comparisonShown = Signal(object)  # noqa: N815 - FollowupFinished: the prior is aligned (or failed to be)
+
+    def __init__(self, settings: Settings, catalog: Catalog, runner: JobRunner, viewer: MprViewer,
+                 session: ReadingSession, findings: FindingsPanel, browser: StudyBrowser,
+                 report: ReportPanel | None = None, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.catalog, self.viewer, self.session = catalog, viewer, session
+        self.findings, self.browser, self.report = findings, browser, report
+        self._poster = GuiPoster(self)
+        self.service = FollowupService(self._poster.post, settings, catalog, runner, io_runner=session.model.io)
+        self.service.subscribe(self._on_event)
+        self.priors: list[PriorCandidate] = []
+        self.link: ViewerLink | None = None
+        self.finished: FollowupFinished | None = None
+        self._series_id: int | None = None
+        self._layout_before: str | None = None
+        self._zoom_busy = False
+        self._build_widgets()
+        self._build_actions()
+        session.seriesOpened.connect(self.series_opened)
+        findings.comparison.lesionSelected.connect(self.show_change)
+        viewer.layoutChanged.connect(self._follow_layout)
+
+    # --- widgets --------------------------------------------------------------------------
+    def _build_widgets(self) -> None:
+        self.current_header = QLabel()
+        self.current_header.setStyleSheet(HEADER_STYLE)
+        self.current_header.hide()
+        current = QWidget()
+        box = QVBoxLayout(current)
+        box.setContentsMargins(0, 0, 0, 0)
+        box.setSpacing(0)
+        box.addWidget(self.current_header)
+        box.addWidget(self.viewer, 1)
+        self.prior_viewer = MprViewer()
+        self.prior_viewer.setObjectName("priorViewer")
+        self.prior_header = QLabel()
+        self.prior_header.setObjectName("PriorHeader")
+        for header in (self.current_header, self.prior_header):  # one line each: the two images start level
+            header.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self.prior_pane = QWidget()
+        box = QVBoxLayout(self.prior_pane)
+        box.setContentsMargins(0, 0, 0, 0)
+        box.setSpacing(0)
+        box.addWidget(self.prior_header)
+        box.addWidget(self.prior_viewer, 1)
+        self.prior_pane.hide()
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.setObjectName("CompareSplitter")
+        self.splitter.addWidget(current)
+        self.splitter.addWidget(self.prior_pane)
+        self.splitter.setChildrenCollapsible(False)
+        for view in [*self.viewer.all_views(), *self.prior_viewer.all_views()]:
+            view.installEventFilter(self)
+
+    def _build_actions(self) -> None:
+        self.compare_action = QAction("Compare with &prior", self)
+        self.compare_action.setShortcut(QKeySequence("Ctrl+Shift+P"))
+        self.compare_action.setToolTip("Align the chosen prior study, compare lesions and read both side by side")
+        self.compare_action.setEnabled(False)
+        self.compare_action.triggered.connect(lambda _c=False: self.compare())
+        self.cancel_action = QAction("Cancel comparison", self)
+        self.cancel_action.setEnabled(False)
+        self.cancel_action.triggered.connect(lambda _c=False: self.service.cancel())
+        self.close_action = QAction("Close prior", self)
+        self.close_action.setToolTip("Back to the current study alone")
+        self.close_action.setEnabled(False)
+        self.close_action.triggered.connect(lambda _c=False: self.close_prior())
+        self.chooser = QComboBox()
+        self.chooser.setObjectName("PriorChooser")
+        self.chooser.setMinimumContentsLength(28)
+        self.chooser.setToolTip("Earlier studies of this patient (the most comparable series of each)")
+        self.chooser.setEnabled(False)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 100)
+        self.progress.setMaximumWidth(160)
+        self.progress.setTextVisible(True)
+        self.toolbar = QToolBar("Follow-up")
+        self.toolbar.setObjectName("FollowupToolbar")
+        self.toolbar.addWidget(QLabel(" Prior: "))
+        self.toolbar.addWidget(self.chooser)
+        self.toolbar.addAction(self.compare_action)
+        self._progress_action = self.toolbar.addWidget(self.progress)
+        self._progress_action.setVisible(False)
+        self.toolbar.addAction(self.cancel_action)
+        self.toolbar.addAction(self.close_action)
+
+    # --- priors of the open series ---------------------------------------------------------
+    def series_opened(self, series_id: int) -> None:
+        """A series is open: look up its priors, mark them, offer the comparison; another study's prior goes."""
+        if self._series_id != series_id:
+            self.close_prior()
+            self.findings.comparison.clear()
+        self._series_id = series_id
+        self.service.look_up_priors(series_id, self._priors_found)
+
+    def _priors_found(self, series_id: int, priors: list[PriorCandidate]) -> None:
+        if series_id != self._series_id:
+            return  # another series was opened meanwhile
+        self.priors = priors
+        self.chooser.clear()
+        for candidate in self.priors:
+            self.chooser.addItem(prior_text(candidate))
+        self.chooser.setEnabled(bool(self.priors))
+        self.compare_action.setEnabled(bool(self.priors))
+        self.browser.set_priors({c.study.id: f"Prior of the open study: {prior_text(c)}" for c in self.priors})
+        if self.priors:
+            self.message.emit(f"{len(self.priors)} prior stud{'y' if len(self.priors) == 1 else 'ies'} of this "
+                              f"patient, the latest {prior_text(self.priors[0])}: Compare with prior (Ctrl+Shift+P)")
+        self.priorsFound.emit(series_id, len(self.priors))
+
+    # --- the comparison ------------------------------------------------------------------------
+    def compare(self, index: int | None = None) -> int | None:
+        """Compare the open series with a prior (the chooser's, by default); the job's generation or None."""
+        current, volume = self.session.current, self.session.volume()
+        choice = self.chooser.currentIndex() if index is None else index
+        if current is None or volume is None or not 0 <= choice < len(self.priors):
+            self.message.emit("Open a series with a prior study and wait for it to load, then compare")
+            return None
+        result = self.session.result(current.series_id)
+        generation = self.service.submit(current.series_id, volume, result, self.priors[choice])
+        self.finished = None
+        self._running(True)
+        what = ("aligning and comparing lesions" if result is not None
+                else "aligning (no analysis: lesions not compared)")
+        self.message.emit(f"Comparing with the prior of {prior_text(self.priors[choice])}: {what}…")
+        return generation
+
+    def is_busy(self) -> bool:
+        """True while a comparison runs."""
+        return self.service.is_busy()
+
+    def _running(self, running: bool) -> None:
+        self._progress_action.setVisible(running)
+        self.progress.setValue(0)
+        self.cancel_action.setEnabled(running)
+        self.compare_action.setEnabled(not running and bool(self.priors))
+
+    def _on_event(self, event: object) -> None:
+        if isinstance(event, PriorLoaded):
+            self._show_prior(event.candidate, event.volume)
+        elif isinstance(event, FollowupProgress):
+            self.progress.setValue(round(event.fraction * 100))
+            self.progress.setFormat(f"%p% {event.stage}")
+            self.progress.setToolTip(event.stage)
+        elif isinstance(event, FollowupFinished):
+            self._running(False)
+            self._finished(event)
+        elif isinstance(event, FollowupFailed):
+            self._running(False)
+            self.prior_header.setText(f"PRIOR not compared: {event.message}")
+            self.prior_header.setStyleSheet(FAILED_HEADER_STYLE)
+            self.message.emit(event.message)
+            self.problem.emit("The comparison with the prior failed", event.message)
+        elif isinstance(event, FollowupCancelled):
+            self._running(False)
+            self.message.emit("Comparison cancelled")
+            if self.finished is None:
+                self.close_prior()
+
+    def _show_prior(self, candidate: PriorCandidate, volume: Any) -> None:
+        """The prior is loaded: show it beside the current (display linked; position once aligned)."""
+        study, series = candidate.study, candidate.series
+        self.prior_viewer.set_volume(volume, ViewerInfo(study.patient.name, study.date, series.description,
+                                                        series.modality))
+        if self.link is not None:
+            self.link.close()
+        self.link = ViewerLink(self.viewer.model, self.prior_viewer.model, None)
+        self.link.sync_from_current()
+        self.prior_header.setText(f"PRIOR · {_short(candidate)} · aligning…")
+        self.prior_header.setToolTip(prior_text(candidate))
+        self.prior_header.setStyleSheet(PRIOR_HEADER_STYLE)
+        current = self.session.current
+        self.current_header.setText(f"CURRENT · {ViewerInfo(study_date=current.study_date).date_text()} · "
+                                    f"{current.description}" if current is not None else "CURRENT")
+        self.current_header.show()
+        if not self.prior_pane.isVisible():
+            self._layout_before = self.viewer.layout_name()
+            self.prior_pane.show()
+            self.viewer.set_layout("1x1", "axial")  # one plane each: current | prior, as big as the screen allows
+            half = max(self.splitter.width() // 2, 100)
+            self.splitter.setSizes([half, half])
+        self.close_action.setEnabled(True)
+
+    def _finished(self, event: FollowupFinished) -> None:
+        self.finished = event
+        reg, candidate = event.registration, event.candidate
+        when = candidate.study_date.isoformat() if candidate.study_date else "date unknown"
+        if self.link is not None:
+            self.link.set_registration(reg)  # a failed one links the display only
+        if reg.passed:
+            self.prior_header.setText(f"PRIOR · {_short(candidate)} · aligned ({reg.kind}, quality "
+                                      f"{reg.quality_value:.2f})")
+            self.prior_header.setToolTip(f"{prior_text(candidate)}\n{reg.quality_name}: {reg.quality_value:.3f}")
+            self.prior_header.setStyleSheet(PRIOR_HEADER_STYLE)
+        else:
+            self.prior_header.setText(f"PRIOR · {_short(candidate)} · alignment FAILED its quality check: "
+                                      f"positions are NOT linked ({reg.reason})")
+            self.prior_header.setToolTip(f"{prior_text(candidate)}\n{reg.reason}")
+            self.prior_header.setStyleSheet(FAILED_HEADER_STYLE)
+        self._sync_zoom_all()
+        panel = self.findings.comparison
+        if event.comparison is not None:
+            panel.set_comparison(event.comparison)
+            self._update_report(event)
+        else:
+            panel.set_alignment_only(prior_text(candidate), reg)
+        verdict = "aligned" if reg.passed else "NOT aligned (quality check failed)"
+        self.message.emit(f"Prior of {when} {verdict}" + (": comparison in the Findings tab"
+                                                          if event.comparison is not None else ""))
+        self.comparisonShown.emit(event)
+
+    def _update_report(self, event: FollowupFinished) -> None:
+        """Give the report panel's context the comparison (its next draft writes the Comparison section)."""
+        from workstation.services.report_context import context_for_series
+
+        report = self.report
+        current, volume = self.session.current, self.session.volume()
+        if report is None or current is None or volume is None or event.comparison is None:
+            return
+        result = self.session.result(current.series_id)
+        if result is None:
+            return
+        try:
+            report.set_context(context_for_series(self.catalog, current.series_id, result, volume,
+                                                  comparison=event.comparison), auto_draft=False)
+        except Exception:  # the comparison is on screen; a report context that cannot be rebuilt is logged
+            logger.warning("the report context could not take the comparison", exc_info=True)
+
+    def show_change(self, change: LesionChange) -> None:
+        """Go to a compared lesion in both viewers (a resolved one at its place in the prior)."""
+        if change.current is not None:
+            self.viewer.go_to_lps(change.current.centroid_lps)
+        elif change.prior is not None and self.prior_pane.isVisible():
+            self.prior_viewer.go_to_lps(change.prior.centroid_lps)
+        self._sync_zoom_all()
+
+    def close_prior(self) -> None:
+        """Back to the current study alone (a running comparison is cancelled)."""
+        if self.service.is_busy():
+            self.service.cancel()
+        if self.link is not None:
+            self.link.close()
+            self.link = None
+        if self.prior_pane.isVisible():
+            self.prior_pane.hide()
+            self.current_header.hide()
+            if self._layout_before is not None:
+                self.viewer.set_layout(self._layout_before)
+        self._layout_before = None
+        self.close_action.setEnabled(False)
+
+    def registration(self) -> RegistrationResult | None:
+        """The registration shown (None before one finished)."""
+        return self.finished.registration if self.finished is not None else None
+
+    def shutdown(self) -> None:
+        """Cancel the comparison and stop reporting (before the device runner is shut down)."""
+        self.service.shutdown()
+        self.prior_viewer.stop_cine()
+
+    # --- layout and zoom follow the current viewer -------------------------------------------------
+    def _follow_layout(self, name: str) -> None:
+        if self.prior_pane.isVisible() and self.prior_viewer.layout_name() != name:
+            self.prior_viewer.set_layout(name, self.viewer.model.active_plane())
+            self._sync_zoom_all()
+
+    def _partner(self, view: SliceView) -> SliceView | None:
+        for mine, other in ((self.viewer, self.prior_viewer), (self.prior_viewer, self.viewer)):
+            if view is mine.mip_view:
+                return other.mip_view
+            if mine.views.get(view.plane) is view:
+                return other.views[view.plane]
+        return None
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt override
+        """After a view zooms, pans or resizes, its partner in the other viewer follows (once the event is done).
+
+        A zoom or pan follows the view the reader used; a resize always follows the current viewer.
+        """
+        if self.link is None or self._zoom_busy or not isinstance(watched, SliceView):
+            return False
+        kind = event.type()
+        if kind == QEvent.Type.MouseMove and isinstance(event, QMouseEvent) and event.buttons() == NO_BUTTONS:
+            return False
+        if kind in ZOOM_EVENTS:
+            source = watched
+            if kind == QEvent.Type.Resize and self._is_prior(watched):
+                source = self._partner(watched) or watched
+            QTimer.singleShot(0, self, lambda v=source: self.sync_zoom(v))
+        return False
+
+    def _is_prior(self, view: SliceView) -> bool:
+        return view in self.prior_viewer.all_views()
+
+    def sync_zoom(self, source: SliceView) -> None:
+        """Give ``source``'s partner the same scale (screen pixels per mm) and, when linked, the same point
+        under the cursor at the same place on screen."""
+        partner = self._partner(source)
+        if self.link is None or partner is None or source.geom is None or partner.geom is None:
+            return
+        self._zoom_busy = True
+        try:
+            sx = source.frame()[0] / source.geom.pixel_mm[0]  # screen pixels per mm
+            px = partner.frame()[0] / partner.geom.pixel_mm[0]
+            fit = px / partner.zoom
+            partner.zoom = max(0.1, min(40.0, sx / fit))
+            partner.pan = QPointF(0.0, 0.0)
+            if self.link.position_linked:
+                there = source.image_to_widget(*source.geom.index_to_image(source.model.state.cursor))
+                here = partner.image_to_widget(*partner.geom.index_to_image(partner.model.state.cursor))
+                partner.pan = there - here
+            partner.update()
+        finally:
+            self._zoom_busy = False
+
+    def _sync_zoom_all(self) -> None:
+        if self.link is None:
+            return
+        for view in self.viewer.all_views():
+            if view.isVisible():
+                self.sync_zoom(view)
+
+
+def _short(candidate: PriorCandidate) -> str:
+    """The prior's date and series number, what the header must never cut: "2023-03-15 · series 2"."""
+    when = candidate.study_date.isoformat() if candidate.study_date else "date unknown"
+    number = candidate.series.number
+    return f"{when} · series {number}" if number is not None else when
