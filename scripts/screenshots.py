@@ -7,7 +7,9 @@ Writes, from the demo study analysed by the built-in model in a temporary user d
 - ``report-panel.png``: the Report tab with the template draft;
 - ``pdf-findings.png``: the PDF page holding the lesion table (pdftoppm renders it);
 - ``side-by-side.png``: follow-up reading of the demo pair, current | prior linked on the grown nodule,
-  the comparison in the Findings tab (``--only side-by-side`` makes just this one).
+  the comparison in the Findings tab (``--only side-by-side`` makes just this one);
+- ``pdf-comparison.png``: the PDF page with the change table, from ``workstation demo --no-gui`` (the
+  demo report compares with the prior by itself; ``--only pdf-comparison`` makes just this one).
 The image number of nodule 1 is printed so it can be checked in both pictures.
 """
 
@@ -46,13 +48,39 @@ def _wait(check: object, timeout_s: float, what: str) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, default=ROOT / "docs")
-    ap.add_argument("--only", choices=("side-by-side",), help="make only this picture")
+    ap.add_argument("--only", choices=("side-by-side", "pdf-comparison"), help="make only this picture")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    if args.only != "side-by-side":
+    if args.only is None:
         _main_pictures(args)
-    _side_by_side(args.out)
+    if args.only in (None, "side-by-side"):
+        _side_by_side(args.out)
+    if args.only in (None, "pdf-comparison"):
+        _pdf_comparison(args.out)
     return 0
+
+
+def _pdf_comparison(out: Path) -> None:
+    """The demo's own report run (current study, prior found and compared): its PDF page with the change table."""
+    if shutil.which("pdftoppm") is None:
+        print("pdftoppm not found (Debian package poppler-utils): no PDF picture")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        env = dict(os.environ, WORKSTATION_CONFIG_DIR=str(Path(tmp) / "config"),
+                   WORKSTATION_DATA_DIR=str(Path(tmp) / "data"))
+        subprocess.run([sys.executable, "-m", "workstation", "demo", "--no-gui"], env=env, check=True,
+                       stdout=subprocess.DEVNULL)
+        pdf_path = Path(tmp) / "data" / "demo_report" / "report.pdf"
+        from pypdf import PdfReader
+
+        pages = [i for i, p in enumerate(PdfReader(str(pdf_path)).pages, 1)
+                 if "Comparison with the prior" in (p.extract_text() or "")]
+        if not pages:
+            raise RuntimeError("the demo report has no comparison table")
+        subprocess.run(["pdftoppm", "-r", "80", "-png", "-f", str(pages[0]), "-l", str(pages[0]), str(pdf_path),
+                        str(Path(tmp) / "cmp")], check=True)
+        shutil.copy(sorted(Path(tmp).glob("cmp*.png"))[0], out / "pdf-comparison.png")
+    print(f"wrote {out}/pdf-comparison.png")
 
 
 def _main_pictures(args: argparse.Namespace) -> None:

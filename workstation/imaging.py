@@ -39,19 +39,37 @@ logger = logging.getLogger(__name__)
 AI_BANNER = "AI RESULT - DRAFT, NOT VERIFIED"
 
 
-def window(slice2d: npt.NDArray[Any], center: float, width: float) -> npt.NDArray[np.uint8]:
-    """Map intensities to 0..255 grey levels with a window centre/width."""
-    lo = center - width / 2.0
-    scaled = (slice2d.astype(np.float32) - lo) * (255.0 / max(width, 1e-6))
-    out: npt.NDArray[np.uint8] = np.clip(scaled, 0, 255).astype(np.uint8)
-    return out
+def window(slice2d: npt.NDArray[Any], center: float, width: float, invert: bool = False) -> npt.NDArray[np.uint8]:
+    """Map intensities to 0..255 grey levels: ``center - width/2`` -> 0, ``center + width/2`` -> 255, rounded.
+
+    The one window/level rule (DICOM PS3.3 C.11.2.1.2, linear): the viewer, key images, the montage
+    and the PDF all use it, so a value looks the same everywhere. ``invert`` for MONOCHROME1.
+    """
+    width = max(float(width), 1e-6)
+    lo = float(center) - width / 2.0
+    out = (np.asarray(slice2d, dtype=np.float32) - np.float32(lo)) * np.float32(255.0 / width)
+    np.clip(out, 0.0, 255.0, out=out)
+    grey: npt.NDArray[np.uint8] = (out + np.float32(0.5)).astype(np.uint8)
+    return 255 - grey if invert else grey
+
+
+def label_rgb_table(table: LabelTable, max_value: int | None = None,
+                    hidden: set[int] | frozenset[int] = frozenset()) -> npt.NDArray[np.uint8]:
+    """The label colour table: RGB per label value ``0..max_value`` (black for background, hidden or unknown).
+
+    The one place label values become colours: the viewer's overlay (``viewing.label_colours``), key
+    images, the montage and the PDF index it.
+    """
+    top = max((lab.value for lab in table), default=0) if max_value is None else max_value
+    lut = np.zeros((top + 1, 3), dtype=np.uint8)
+    for lab in table:
+        if 0 < lab.value <= top and lab.value not in hidden:
+            lut[lab.value] = [int(c) & 0xFF for c in lab.color]
+    return lut
 
 
 def _lut(table: LabelTable) -> npt.NDArray[np.uint8]:
-    lut = np.zeros((max((lab.value for lab in table), default=0) + 1, 3), dtype=np.uint8)
-    for lab in table:
-        lut[lab.value] = lab.color
-    return lut
+    return label_rgb_table(table)
 
 
 def overlay(grey: npt.NDArray[np.uint8], labels: npt.NDArray[Any], table: LabelTable,

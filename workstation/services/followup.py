@@ -156,8 +156,12 @@ def compare_with_prior(
     screening: bool = False,
     progress: ProgressCallback = no_progress,
     cancel: CancelToken | None = None,
+    prior_volume: Volume | None = None,
 ) -> Comparison:
     """Register, analyse the prior (or reuse), match lesions and recommend: the ``Comparison``.
+
+    ``prior_volume``: the prior series already loaded (the window shows it while this runs), so it is
+    not read twice.
 
     A registration that fails its check gives a comparison without lesion
     changes and with the reason among its cautions (never used silently).
@@ -167,8 +171,9 @@ def compare_with_prior(
     now, then = parse_da(first.study_date), parse_da(prior_first.study_date)
     if now is None or then is None:
         raise NotAVolumeError(f"{prior.label}: study dates missing; the interval cannot be stated")
-    progress(0.0, "loading the prior series")
-    prior_volume = load_series_volumes(prior).volumes[0]
+    if prior_volume is None:
+        progress(0.0, "loading the prior series")
+        prior_volume = load_series_volumes(prior).volumes[0]
     token.raise_if_cancelled()
     registration = register(current_volume, prior_volume, progress=_scaled(progress, 0.05, 0.4), cancel=token)
     prior_result = prior_analysis(

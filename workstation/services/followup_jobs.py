@@ -223,7 +223,8 @@ class FollowupService(CurrentJob):
         comparison = compare_with_prior(
             current, job.volume, job.result, prior, engine=self._engine_now(),
             store=AnalysisStore.for_settings(self.settings), model_id=job.result.provenance.model_id,
-            device=self.settings.device, screening=is_screening(texts), progress=ctx.progress, cancel=ctx.token)
+            device=self.settings.device, screening=is_screening(texts), progress=ctx.progress, cancel=ctx.token,
+            prior_volume=prior_volume)
         return comparison.registration, comparison
 
     # --- on the owner's thread -------------------------------------------------------------------

@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from inference.labels import LabelTable
+from workstation.imaging import label_rgb_table
 
 logger = logging.getLogger(__name__)
 
@@ -26,9 +27,9 @@ def colour_table(
     """ARGB32 per label value ``0..max_value``: the table's opaque colour, or 0 (background, hidden, unknown)."""
     if max_value >= MAX_LABEL_VALUE:
         raise ValueError(f"label values up to {MAX_LABEL_VALUE - 1} are supported, got {max_value}")
-    lut = np.zeros(max_value + 1, dtype=np.uint32)
-    for label in table:
-        if 0 < label.value <= max_value and label.value not in hidden:
-            r, g, b = (int(c) & 0xFF for c in label.color)
-            lut[label.value] = 0xFF000000 | (r << 16) | (g << 8) | b
+    rgb = label_rgb_table(table, max_value, hidden).astype(np.uint32)
+    argb = (rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2]
+    shown = np.zeros(max_value + 1, dtype=bool)
+    shown[[lab.value for lab in table if 0 < lab.value <= max_value and lab.value not in hidden]] = True
+    lut: npt.NDArray[np.uint32] = np.where(shown, np.uint32(0xFF000000) | argb, np.uint32(0)).astype(np.uint32)
     return lut

@@ -20,6 +20,8 @@ import numpy as np
 import numpy.typing as npt
 from PySide6.QtGui import QImage
 
+from workstation.imaging import window as apply_window
+
 logger = logging.getLogger(__name__)
 
 OPAQUE = np.uint32(0xFF000000)
@@ -27,13 +29,8 @@ _UINT_OF = {1: np.uint8, 2: np.uint16}
 
 
 def _scale(values: npt.NDArray[Any], window: float, level: float, invert: bool) -> npt.NDArray[np.uint8]:
-    """Linear window: ``level - window/2`` -> 0, ``level + window/2`` -> 255 (DICOM PS3.3 C.11.2.1.2)."""
-    width = max(float(window), 1e-6)
-    lo = float(level) - width / 2.0
-    out = (np.asarray(values, dtype=np.float32) - np.float32(lo)) * np.float32(255.0 / width)
-    np.clip(out, 0.0, 255.0, out=out)
-    grey = (out + np.float32(0.5)).astype(np.uint8)
-    return 255 - grey if invert else grey
+    """The window/level rule (``workstation.imaging.window``) with the viewer's argument order."""
+    return apply_window(values, level, window, invert)
 
 
 def grey_to_rgb32(grey: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint32]:
