@@ -223,14 +223,49 @@ def test_cancel_drops_the_request_at_once(server: MonaiLabelServer) -> None:
     assert result.labelmap.shape == bf.axial_volume().shape
 
 
-def test_a_time_out_is_an_error_not_a_hang(server: MonaiLabelServer) -> None:
+def test_a_time_out_is_an_error_not_a_hang() -> None:
+    """A server that takes the upload and then never answers (a busy GPU box): an error after the time-out.
+
+    A stand-in server, since how long the real one takes depends on the machine: this one answers
+    ``/info/`` like MONAI Label and holds every inference request for 30 s.
+    """
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
     from inference.remote import RemoteTimeoutError
 
-    big = bf.axial_volume(shape=(64, 128, 128))
-    start = time.monotonic()
-    with pytest.raises(RemoteTimeoutError, match="did not answer within 1 s"):
-        _engine(server, timeout_s=1.0).run(AnalysisRequest(big, f"remote:lab/{MODEL}"))
-    assert time.monotonic() - start < 5.0
+    release = threading.Event()
+
+    class Slow(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps({"models": {MODEL: {"labels": {"organ": 1}}}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            release.wait(30)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        node = RemoteNode("lab", f"http://127.0.0.1:{httpd.server_address[1]}", timeout_s=1.0)
+        start = time.monotonic()
+        with pytest.raises(RemoteTimeoutError, match="did not answer within 1 s"):
+            Engine(None, remote=RemoteModels([node])).run(  # type: ignore[arg-type]
+                AnalysisRequest(bf.axial_volume(shape=(64, 128, 128)), f"remote:lab/{MODEL}"))
+        assert time.monotonic() - start < 5.0
+    finally:
+        release.set()
+        httpd.shutdown()
+        httpd.server_close()
 
 
 # --- no server needed -------------------------------------------------------------------------------

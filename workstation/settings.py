@@ -75,6 +75,9 @@ class Settings(BaseSettings):
                                        "this (Rows x Columns x frames) are rejected at import")
     import_file_budget_s: float = Field(default=5.0, gt=0, description="seconds one file's header may take to "
                                         "read before it is rejected, so one file never holds up an import")
+    import_commit_every_s: float = Field(default=0.5, ge=0, description="an import commits what it has read at "
+                                         "the next folder boundary once this long has passed (a killed import "
+                                         "keeps those series); 0 = at every folder")
     nonuniform_spacing: Literal["resample", "refuse"] = "resample"
     max_interpolated_share: float = Field(
         default=0.10, ge=0.0, le=1.0,

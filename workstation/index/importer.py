@@ -193,7 +193,8 @@ def import_paths(paths: Iterable[str | Path], index: StudyIndex, *, workers: int
     todo = [str(r) for r in refs if known.get(str(r)) != stats[str(r)] and r not in note_set]
     result.already_indexed = len(unchanged)
     touched: dict[int, set[int]] = {}
-    for batch in batches(iter_headers(todo, workers, progress, limits)):
+    every_s = get_settings().import_commit_every_s
+    for batch in batches(iter_headers(todo, workers, progress, limits), every_s=every_s):
         _commit(index, batch, stats, result, touched)
     for ser, sid in index.series_of_refs(unchanged).items():
         touched.setdefault(sid, set()).add(ser)

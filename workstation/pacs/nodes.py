@@ -187,6 +187,9 @@ class PacsConfig(BaseModel):
     storage_dir: Path | None = Field(default=None, description="where received files go (default: data dir/pacs)")
     listen_on_start: bool = False
     analyze_on_arrival: bool = False
+    query_priors: bool = Field(
+        default=False, description="workstation report without --prior also asks the nodes for the patient's "
+                                   "earlier studies and retrieves the newest when it is newer than the index's")
 
     @classmethod
     def from_value(cls, value: Any) -> PacsConfig:

@@ -7,7 +7,9 @@ labelled with the prior's date and how it was aligned. It
 * looks up the open series' priors when a series has opened (on the session's
   I/O runner: ``FollowupService.look_up_priors``), marks them in the study
   browser, fills the "Prior" chooser (the best comparable first) and offers
-  "Compare with prior" in the status bar;
+  "Compare with prior" in the status bar; then, when PACS nodes are configured,
+  adds the priors only a PACS holds, "on PACS <node>" (``compare_pacs.PacsPriors``:
+  retrieved into the index when chosen, then compared like the others);
 * runs the comparison as a job on the window's device runner
   (``FollowupService``), with progress and Cancel in its toolbar;
 * shows the prior as soon as it is loaded, then links the two viewer models
@@ -38,6 +40,7 @@ from PySide6.QtWidgets import (
 
 from inference.followup.model import LesionChange, RegistrationResult
 from workstation.qt.bridge import GuiPoster
+from workstation.qt.compare_pacs import PacsPriors
 from workstation.qt.viewer import MprViewer, ViewerInfo
 from workstation.qt.viewer.slice_view import SliceView
 from workstation.services.followup_jobs import (
@@ -87,7 +90,7 @@ class CompareReading(QObject):
         self._poster = GuiPoster(self)
         self.service = FollowupService(self._poster.post, settings, catalog, runner, io_runner=session.model.io)
         self.service.subscribe(self._on_event)
-        self.priors: list[PriorCandidate] = []
+        self.priors: list[PriorCandidate] = []  # the index's; the chooser lists them, then self.pacs.priors
         self.link: ViewerLink | None = None
         self.finished: FollowupFinished | None = None
         self._series_id: int | None = None
@@ -95,6 +98,7 @@ class CompareReading(QObject):
         self._zoom_busy = False
         self._build_widgets()
         self._build_actions()
+        self.pacs = PacsPriors(self, settings, catalog)
         session.seriesOpened.connect(self.series_opened)
         findings.comparison.lesionSelected.connect(self.show_change)
         viewer.layoutChanged.connect(self._follow_layout)
@@ -139,7 +143,7 @@ class CompareReading(QObject):
         self.compare_action.triggered.connect(lambda _c=False: self.compare())
         self.cancel_action = QAction("Cancel comparison", self)
         self.cancel_action.setEnabled(False)
-        self.cancel_action.triggered.connect(lambda _c=False: self.service.cancel())
+        self.cancel_action.triggered.connect(lambda _c=False: self.cancel())
         self.close_action = QAction("Close prior", self)
         self.close_action.setToolTip("Back to the current study alone")
         self.close_action.setEnabled(False)
@@ -179,40 +183,66 @@ class CompareReading(QObject):
         self.chooser.clear()
         for candidate in self.priors:
             self.chooser.addItem(prior_text(candidate))
-        self.chooser.setEnabled(bool(self.priors))
-        self.compare_action.setEnabled(bool(self.priors))
+        self.offer()
         self.browser.set_priors({c.study.id: f"Prior of the open study: {prior_text(c)}" for c in self.priors})
         if self.priors:
             self.message.emit(f"{len(self.priors)} prior stud{'y' if len(self.priors) == 1 else 'ies'} of this "
                               f"patient, the latest {prior_text(self.priors[0])}: Compare with prior (Ctrl+Shift+P)")
         self.priorsFound.emit(series_id, len(self.priors))
+        self.pacs.look_up(series_id)  # after the local ones: a slow or absent PACS never holds them up
+
+    @property
+    def series_id(self) -> int | None:
+        """The open series whose priors are offered."""
+        return self._series_id
+
+    def offer(self) -> None:
+        """Enable the chooser and the action when the chooser holds a prior (local or on PACS)."""
+        self.chooser.setEnabled(self.chooser.count() > 0)
+        self.compare_action.setEnabled(self.chooser.count() > 0 and not self.is_busy())
 
     # --- the comparison ------------------------------------------------------------------------
     def compare(self, index: int | None = None) -> int | None:
         """Compare the open series with a prior (the chooser's, by default); the job's generation or None."""
         current, volume = self.session.current, self.session.volume()
         choice = self.chooser.currentIndex() if index is None else index
-        if current is None or volume is None or not 0 <= choice < len(self.priors):
+        if current is None or volume is None or not 0 <= choice < len(self.priors) + len(self.pacs.priors):
             self.message.emit("Open a series with a prior study and wait for it to load, then compare")
             return None
+        if choice >= len(self.priors):  # on a PACS: retrieved first, then compare_with (no generation yet)
+            self.pacs.retrieve_then_compare(current.series_id, choice - len(self.priors))
+            return None
+        return self.compare_with(self.priors[choice])
+
+    def compare_with(self, candidate: PriorCandidate) -> int | None:
+        """Compare the open series with ``candidate`` (in the index); the job's generation or None."""
+        current, volume = self.session.current, self.session.volume()
+        if current is None or volume is None:
+            self.message.emit("Open a series and wait for it to load, then compare")
+            return None
         result = self.session.result(current.series_id)
-        generation = self.service.submit(current.series_id, volume, result, self.priors[choice])
+        generation = self.service.submit(current.series_id, volume, result, candidate)
         self.finished = None
         self._running(True)
         what = ("aligning and comparing lesions" if result is not None
                 else "aligning (no analysis: lesions not compared)")
-        self.message.emit(f"Comparing with the prior of {prior_text(self.priors[choice])}: {what}…")
+        self.message.emit(f"Comparing with the prior of {prior_text(candidate)}: {what}…")
         return generation
 
     def is_busy(self) -> bool:
-        """True while a comparison runs."""
-        return self.service.is_busy()
+        """True while a comparison runs or a prior is being retrieved for one."""
+        return self.service.is_busy() or self.pacs.service.is_busy()
+
+    def cancel(self) -> None:
+        """Cancel the retrieve of a prior and the comparison."""
+        self.pacs.service.cancel()
+        self.service.cancel()
 
     def _running(self, running: bool) -> None:
         self._progress_action.setVisible(running)
         self.progress.setValue(0)
         self.cancel_action.setEnabled(running)
-        self.compare_action.setEnabled(not running and bool(self.priors))
+        self.compare_action.setEnabled(not running and self.chooser.count() > 0)
 
     def _on_event(self, event: object) -> None:
         if isinstance(event, PriorLoaded):
@@ -314,9 +344,9 @@ class CompareReading(QObject):
         self._sync_zoom_all()
 
     def close_prior(self) -> None:
-        """Back to the current study alone (a running comparison is cancelled)."""
-        if self.service.is_busy():
-            self.service.cancel()
+        """Back to the current study alone (a running comparison, or retrieve, is cancelled)."""
+        if self.is_busy():
+            self.cancel()
         if self.link is not None:
             self.link.close()
             self.link = None
@@ -335,6 +365,7 @@ class CompareReading(QObject):
     def shutdown(self) -> None:
         """Cancel the comparison and stop reporting (before the device runner is shut down)."""
         self.service.shutdown()
+        self.pacs.shutdown()
         self.prior_viewer.stop_cine()
 
     # --- layout and zoom follow the current viewer -------------------------------------------------

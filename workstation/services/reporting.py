@@ -282,6 +282,11 @@ def run_report(settings: Settings, target: str, out_dir: Path, *, llm_dir: Path 
     cancel.raise_if_cancelled()
     comparison = None
     if compare:
+        if prior is None:  # pacs.query_priors: a newer prior on the PACS is retrieved for the automatic choice
+            from workstation.services.pacs_priors import fetch_newest_pacs_prior
+
+            progress(_ANALYSIS_END, "looking for priors on the PACS")
+            notes += [n for n in [fetch_newest_pacs_prior(settings, source, cancel=cancel)] if n]
         comparison, why_not = comparison_for_report(
             settings.db_path, source, volume, result, prior, engine=engine, store=store, model_id=model_id,
             device=device, progress=lambda _f, stage: progress(_ANALYSIS_END, stage), cancel=cancel)
