@@ -46,7 +46,9 @@ from scipy import ndimage as ndi
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-DATA = ROOT.parent / "shared" / "data" / "ct_abdomen_totalseg"
+from benchmarks.machine import SHARED_DATA  # noqa: E402
+
+DATA = SHARED_DATA / "ct_abdomen_totalseg"
 ARM_MM = 40.0
 LATERAL_MARGIN_MM = 10.0
 CAGE_MM = 25.0

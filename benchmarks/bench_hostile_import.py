@@ -27,9 +27,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.machine import cpu_name  # noqa: E402
+from benchmarks.machine import SHARED_DATA, cpu_name  # noqa: E402
 
-SHARED = Path(os.environ.get("WORKSTATION_SHARED_DATA", ROOT.parent / "shared" / "data"))
+SHARED = SHARED_DATA
 GB = 1024 ** 3
 
 PEAK_RSS = r"""

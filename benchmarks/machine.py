@@ -1,9 +1,14 @@
-"""What the benchmarks print about the machine they ran on."""
+"""What the benchmarks print about the machine they ran on, and where the shared real data lies."""
 
 from __future__ import annotations
 
+import os
 import platform
 from pathlib import Path
+
+#: The shared real scanner data: ``$WORKSTATION_SHARED_DATA`` or ``../shared/data`` beside the repository
+#: (the same rule as the tests' ``tests/requirements.py``).
+SHARED_DATA = Path(os.environ.get("WORKSTATION_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 
 def cpu_name() -> str:

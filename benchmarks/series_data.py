@@ -14,9 +14,11 @@ import numpy as np
 import pydicom
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from benchmarks.machine import SHARED_DATA
+
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / ".cache"
-REAL = HERE.parent.parent / "shared" / "data" / "ct_abdomen_totalseg" / "example_ct_dicom"
+REAL = SHARED_DATA / "ct_abdomen_totalseg" / "example_ct_dicom"
 
 
 def _templates() -> list[pydicom.Dataset]:

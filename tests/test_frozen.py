@@ -74,7 +74,8 @@ def test_frozen_bundle_self_test(frozen_app: Path, tmp_path: Path) -> None:
     """The bundle runs every step, a local language model included, offline, and reports its start-up time."""
     from tests.llm_factory import build_tiny_llm
 
-    llm = build_tiny_llm(tmp_path / "llm" / "tiny-llama")
+    # the demo report compares with its prior, so the prompt is longer than the tiny tokenizer's 4096 positions
+    llm = build_tiny_llm(tmp_path / "llm" / "tiny-llama", context=8192)
     proc = _run([str(frozen_app), "selftest", "--json", "--llm", str(llm)], tmp_path, _env(tmp_path))
     assert proc.returncode == 0, _failure(proc)
     report: dict[str, Any] = json.loads(proc.stdout)
@@ -99,12 +100,14 @@ def test_frozen_bundle_shows_its_window_and_quits_after_n_seconds(frozen_app: Pa
 
 
 def test_frozen_bundle_leaves_out_what_the_app_does_not_use(frozen_app: Path) -> None:
-    """The resources are in; tkinter, the test tools, SimpleITK and unused Qt parts are out."""
+    """The resources are in (SimpleITK too: priors are registered with it); tkinter, the test tools and unused Qt
+    parts are out."""
     internal = frozen_app.parent / "_internal"
     assert (internal / "resources" / "style" / "dark.qss").is_file()
+    assert list(internal.glob("SimpleITK/_SimpleITK*")), "SimpleITK (follow-up registration) is missing"
     assert (internal / "PySide6" / "Qt" / "plugins" / "platforms" / "libqoffscreen.so").is_file()
     assert (internal / "PySide6" / "Qt" / "plugins" / "platforms" / "libqxcb.so").is_file()
-    for unwanted in ("tkinter", "lib-dynload/_tkinter*", "pytest", "_pytest", "mypy", "SimpleITK", "matplotlib",
+    for unwanted in ("tkinter", "lib-dynload/_tkinter*", "pytest", "_pytest", "mypy", "matplotlib",
                      "IPython", "setuptools", "PySide6/Qt/translations", "PySide6/Qt/plugins/sqldrivers",
                      "PySide6/Qt/plugins/platforms/libqvnc.so"):
         assert not list(internal.glob(unwanted)), f"{unwanted} is in the bundle"
