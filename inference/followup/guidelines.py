@@ -124,7 +124,7 @@ def fleischner(
         c = max(grown, key=lambda g: g.diameter_now_mm or 0.0)
         basis = (
             f"nodule {c.current_id} grew from {c.diameter_then_mm:.1f} mm to {c.diameter_now_mm:.1f} mm "
-            f"mean diameter ({c.volume_change_percent:+.0f} % volume)"
+            f"mean diameter ({c.volume_change_percent:+.0f}% volume)"
         )
         return GuidelineOutcome(
             Recommendation(
