@@ -487,3 +487,37 @@ def test_context_from_the_index_and_switching_studies(qtbot: QtBot, make_panel: 
     restored = panel.document
     panel.set_context(ctx)  # the analysis arrives: same document, now with navigation and export
     assert panel.document is restored is not doc and panel.context is ctx
+
+
+def _with_comparison(ctx: ReportContext) -> ReportContext:
+    """The same study's context once the comparison with a prior has arrived."""
+    import dataclasses
+
+    from tests.comparison_factory import sample_comparison
+
+    comparison = sample_comparison(ctx.result.findings.lesions)
+    return dataclasses.replace(ctx, inputs=dataclasses.replace(ctx.inputs, comparison=comparison))
+
+
+def test_a_comparison_redrafts_an_untouched_draft_and_spares_an_edited_one(
+        qtbot: QtBot, make_panel: Any, demo_context: ReportContext) -> None:
+    """The comparison arrives after the first draft: an AI-only draft is written again with it; once the
+    radiologist has changed a sentence, the draft stays and Redraft is offered instead."""
+    from tests.comparison_factory import PRIOR_DATE
+
+    prior_date = PRIOR_DATE.isoformat()
+    panel = make_panel()
+    draft(qtbot, panel, demo_context)
+    assert panel.document is not None and prior_date not in panel.document.text()
+    with qtbot.waitSignal(panel.worker.finished, timeout=30_000):
+        panel.take_new_facts(_with_comparison(demo_context), "the comparison with the prior")
+    assert panel.state == "editing" and panel.document is not None
+    assert prior_date in panel.document.section("Comparison").text()  # the new draft compares with the prior
+
+    sid = sentence_id(panel, "Findings", 0)
+    panel.edit_sentence(sid, "Lungs reviewed by the radiologist.")
+    panel.take_new_facts(_with_comparison(demo_context), "the comparison with the prior")
+    qtbot.wait(300)
+    assert panel.state == "editing" and not panel.worker.is_busy()  # no redraft over the radiologist's work
+    assert panel.document is not None and panel.document.sentence(sid).text == "Lungs reviewed by the radiologist."
+    assert "Redraft writes it into the report" in panel.notice.text()

@@ -319,7 +319,7 @@ class CompareReading(QObject):
         self.comparisonShown.emit(event)
 
     def _update_report(self, event: FollowupFinished) -> None:
-        """Give the report panel's context the comparison (its next draft writes the Comparison section)."""
+        """Give the report the comparison: an untouched AI draft is redrafted with it, an edited one offers Redraft."""
         from workstation.services.report_context import context_for_series
 
         report = self.report
@@ -330,8 +330,8 @@ class CompareReading(QObject):
         if result is None:
             return
         try:
-            report.set_context(context_for_series(self.catalog, current.series_id, result, volume,
-                                                  comparison=event.comparison), auto_draft=False)
+            report.take_new_facts(context_for_series(self.catalog, current.series_id, result, volume,
+                                                     comparison=event.comparison), "the comparison with the prior")
         except Exception:  # the comparison is on screen; a report context that cannot be rebuilt is logged
             logger.warning("the report context could not take the comparison", exc_info=True)
 

@@ -233,6 +233,24 @@ class ReportPanel(ReportActions):
         else:
             self._show_info("The analysis is ready. Draft the report from its findings.", draft=True)
 
+    def take_new_facts(self, ctx: ReportContext, what: str) -> None:
+        """The study's report context gained facts (``what``, e.g. "the comparison with the prior").
+
+        A draft only the AI wrote is drafted again with them at once; a draft a radiologist has worked on
+        (``ReportDocument.worked_on``) is kept and the notice says that Redraft writes them in.
+        """
+        drafting = self.state == "streaming" and self._stream_ctx is not None \
+            and self._stream_ctx.study_key == ctx.study_key
+        doc = self.document
+        same_study = doc is not None and doc.study_key == ctx.study_key
+        self.set_context(ctx, auto_draft=False)
+        if drafting or (doc is not None and same_study and not doc.worked_on):
+            self.start_draft(ctx)  # a draft being written is superseded by one with the new facts
+            self.message.emit(f"Drafting the report again with {what}")
+        elif doc is not None and same_study:
+            self._show_notice(f"{what[:1].upper()}{what[1:]} is ready: Redraft writes it into the report "
+                              "(it replaces this draft and your changes).")
+
     def set_study(self, study_key: str | None) -> None:
         """The study on screen changed: show its saved report if it has one, else nothing until it is analysed.
 
