@@ -155,28 +155,23 @@ def _network_audit() -> _NetworkAudit:
 @contextlib.contextmanager
 def _isolated_environment(root: Path, offscreen: bool) -> Iterator[None]:
     """Point the data and config dirs at ``root`` (and Qt at offscreen if asked); restore everything after."""
+    from inference.environ import restored_environ
+    from workstation.logs import move_log_file
     from workstation.settings import get_settings
 
-    saved = {k: os.environ.get(k) for k in (*ISOLATED_ENV, "QT_QPA_PLATFORM")}
-    os.environ["WORKSTATION_DATA_DIR"] = str(root / "data")
-    os.environ["WORKSTATION_CONFIG_DIR"] = str(root / "config")
-    for name in ("WORKSTATION_DB", "WORKSTATION_MODELS_DIR"):
-        os.environ.pop(name, None)
-    if offscreen:
-        os.environ["QT_QPA_PLATFORM"] = "offscreen"
-    get_settings.cache_clear()
-    from workstation.logs import move_log_file
-
-    move_log_file(root / "data")  # the self-test's log stays in its own folder too
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    with restored_environ((*ISOLATED_ENV, "QT_QPA_PLATFORM")):
+        os.environ["WORKSTATION_DATA_DIR"] = str(root / "data")
+        os.environ["WORKSTATION_CONFIG_DIR"] = str(root / "config")
+        for name in ("WORKSTATION_DB", "WORKSTATION_MODELS_DIR"):
+            os.environ.pop(name, None)
+        if offscreen:
+            os.environ["QT_QPA_PLATFORM"] = "offscreen"
         get_settings.cache_clear()
+        move_log_file(root / "data")  # the self-test's log stays in its own folder too
+        try:
+            yield
+        finally:
+            get_settings.cache_clear()
 
 
 def _needs_offscreen() -> bool:

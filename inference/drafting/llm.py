@@ -37,6 +37,7 @@ from inference.drafting.draft import ReportDraft
 from inference.drafting.inputs import ReportInputs
 from inference.drafting.prompt import build_messages, render_prompt
 from inference.drafting.streaming import DEFAULT_STREAM_INTERVAL_S, cancel_criteria, make_streamer
+from inference.environ import restored_environ
 from inference.errors import ModelError
 
 logger = logging.getLogger(__name__)
@@ -73,16 +74,9 @@ def check_model_folder(folder: Path) -> None:
 @contextlib.contextmanager
 def offline_environment() -> Iterator[None]:
     """Set HF_HUB_OFFLINE and TRANSFORMERS_OFFLINE for the duration of a call, then restore them."""
-    saved = {k: os.environ.get(k) for k in _OFFLINE_ENV}
-    os.environ.update(_OFFLINE_ENV)
-    try:
+    with restored_environ(_OFFLINE_ENV):
+        os.environ.update(_OFFLINE_ENV)
         yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def model_identity(folder: Path) -> dict[str, str]:
