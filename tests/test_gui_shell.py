@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pytestqt.qtbot import QtBot
@@ -40,3 +41,32 @@ def test_import_runs_off_the_gui_thread_and_fills_the_browser(qtbot: QtBot, tmp_
     assert "uniform 2.000 mm" in html
     window.close()
     assert not window.import_runner.is_running()
+
+
+def test_unavailable_actions_look_unavailable_in_the_dark_theme(qtbot: QtBot, make_window: Any) -> None:
+    """'Compare with prior' with no prior is disabled and must be drawn greyed, not in the normal text colour."""
+    from PySide6.QtGui import QImage
+    from PySide6.QtWidgets import QApplication, QToolButton
+
+    from workstation.qt.app import _style_sheet
+
+    app = QApplication.instance()
+    assert isinstance(app, QApplication)
+    before = app.styleSheet()
+    app.setStyleSheet(_style_sheet())  # the theme the application runs with
+    try:
+        win = make_window()
+        buttons = {b.text(): b for b in win.findChildren(QToolButton)}
+        disabled, enabled = buttons["Compare with prior"], buttons["Ruler"]
+        assert not disabled.isEnabled() and enabled.isEnabled()
+
+        def bright_share(button: QToolButton) -> float:
+            """Share of the button's pixels drawn near the normal text colour (#d8d8d8)."""
+            image = button.grab().toImage().convertToFormat(QImage.Format.Format_Grayscale8)
+            values = [image.pixelColor(x, y).value() for x in range(image.width()) for y in range(image.height())]
+            return sum(v > 170 for v in values) / len(values)
+
+        assert bright_share(enabled) > 0.02  # the normal label is drawn in the light text colour
+        assert bright_share(disabled) < bright_share(enabled) / 4  # the unavailable one is greyed
+    finally:
+        app.setStyleSheet(before)
