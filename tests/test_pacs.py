@@ -327,6 +327,30 @@ def test_wrong_called_ae_title_is_refused(env: PacsEnv) -> None:
         DimseClient(env.node_with(ae_title="NOTORTHANC"), env.local).echo()
 
 
+def test_a_rejection_that_arrives_before_we_look_is_still_a_rejection(
+        env: PacsEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pynetdicom race seen in CI (1 in ~300 on a loaded machine): a local PACS rejects and closes
+    the connection before the requesting thread checks that the socket connected; pynetdicom then
+    aborts and drops the queued A-ASSOCIATE-RJ. Here the requesting thread is made late on purpose."""
+    from pynetdicom import transport
+
+    class LateEvent(threading.Event):
+        def wait(self, timeout: float | None = None) -> bool:
+            got = super().wait(timeout)
+            time.sleep(0.3)  # the peer's rejection and close are processed meanwhile
+            return got
+
+    original_init = transport.AssociationSocket.__init__
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        original_init(self, *args, **kwargs)
+        self._ready = LateEvent()
+
+    monkeypatch.setattr(transport.AssociationSocket, "__init__", init)
+    with pytest.raises(UnknownAETitleError, match="does not answer to the AE title 'NOTORTHANC'"):
+        DimseClient(env.node_with(ae_title="NOTORTHANC"), env.local).echo()
+
+
 def test_unknown_calling_ae_title(env: PacsEnv) -> None:
     stranger = env.local_with(ae_title="STRANGER")
     with pytest.raises(PacsRequestError, match="not allow C-FIND from our AE title 'STRANGER'"):

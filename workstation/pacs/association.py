@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pynetdicom import AE, _config, evt
 from pynetdicom.association import Association
-from pynetdicom.pdu_primitives import A_ABORT, A_P_ABORT
+from pynetdicom.pdu_primitives import A_ABORT, A_ASSOCIATE, A_P_ABORT
 from pynetdicom.presentation import PresentationContext, build_context
 
 from workstation.pacs import tls
@@ -180,6 +180,23 @@ def _probe(host: str, port: int, timeout_s: float) -> str:
         return connection_failure(exc, host, timeout_s)
 
 
+def _unread_rejection(assoc: Association) -> A_ASSOCIATE | None:
+    """An A-ASSOCIATE-RJ the peer sent that pynetdicom left unread in its queue, or None.
+
+    pynetdicom race: when a fast peer (a local PACS) rejects and closes the
+    connection before the requesting thread has checked that the socket
+    connected, pynetdicom sees a closed socket, aborts, and never reads the
+    rejection it already queued, so a plain "wrong AE title" would be reported
+    as an abort.
+    """
+    dul = getattr(assoc, "dul", None)
+    pending = getattr(getattr(dul, "to_user_queue", None), "queue", ())
+    for primitive in list(pending):
+        if isinstance(primitive, A_ASSOCIATE) and getattr(primitive, "result", None) in (1, 2):
+            return primitive
+    return None
+
+
 def rejection_error(node: PacsNode, local: LocalAE, primitive: Any) -> AssociationRejectedError:
     """The error for an A-ASSOCIATE-RJ, naming the AE title the peer did not recognise."""
     result = int(getattr(primitive, "result", 0) or 0)
@@ -237,6 +254,9 @@ def associate(node: PacsNode, local: LocalAE, contexts: Sequence[PresentationCon
         if not assoc.is_established:
             if assoc.is_rejected:
                 raise rejection_error(node, local, assoc.acceptor.primitive)
+            late = _unread_rejection(assoc)
+            if late is not None:
+                raise rejection_error(node, local, late)
             if node.tls and not seen["data"]:
                 # pynetdicom logs a failed handshake and reports only "closed": repeat it to say why.
                 problem = tls.handshake_problem(node, min(timeout, 5.0))
