@@ -29,6 +29,9 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 __all__ = ["REPO", "SHARED_DATA"]  # re-exported: tests import them from here
 
+#: Session fixtures shared by several modules (one MONAI Label server per run).
+pytest_plugins = ["tests.monailabel_fixtures"]
+
 if TYPE_CHECKING:
     from PySide6.QtWidgets import QWidget
     from pytestqt.qtbot import QtBot

@@ -26,6 +26,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from tests.requirements import REPO, missing
 
 logger = logging.getLogger(__name__)
@@ -34,6 +36,8 @@ ENV_FIX = (
     "bash scripts/monailabel_env.sh (a MONAI Label virtualenv, ~3 min and 3.7 GB; bash scripts/setup.sh test runs it)"
 )
 START_TIMEOUT_S = 120.0
+MODEL = "tiny_seg"
+BROKEN = "broken_on_server"
 
 
 def venv_path() -> Path:
@@ -166,3 +170,48 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 __all__ = ["REPO", "MonaiLabelServer", "free_port", "monailabel_server", "require_venv", "venv_path"]
+
+
+def seg_bundle(models_dir: Path) -> Path:
+    """A tiny UNet (random, seeded weights) whose preprocessing reorients to RAS and scales; argmax after."""
+    from tests import bundle_factory as bf
+
+    folder = bf.make_unet_bundle(models_dir, MODEL, roi=(16, 16, 16), sw_batch_size=2, seed=3)
+    path = folder / "configs" / "inference.json"
+    config = json.loads(path.read_text())
+    config["preprocessing"]["transforms"] = [
+        t for t in config["preprocessing"]["transforms"] if t["_target_"] != "Spacingd"
+    ]
+    path.write_text(json.dumps(config, indent=2))
+    return folder
+
+
+def broken_bundle(models_dir: Path) -> Path:
+    """A bundle the server loads but whose preprocessing fails on every request (a key the data lacks)."""
+    from tests import bundle_factory as bf
+
+    folder = bf.make_unet_bundle(models_dir, BROKEN, roi=(16, 16, 16), seed=4)
+    path = folder / "configs" / "inference.json"
+    config = json.loads(path.read_text())
+    config["preprocessing"]["transforms"].insert(
+        2, {"_target_": "SpatialPadd", "keys": "no_such_key", "spatial_size": [8, 8, 8]}
+    )
+    path.write_text(json.dumps(config, indent=2))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def monailabel_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The local models folder holding the tiny bundle the server also serves (the broken one is server-only)."""
+    folder = tmp_path_factory.mktemp("models")
+    seg_bundle(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def monailabel(monailabel_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MonaiLabelServer]:
+    """One MONAI Label server for the whole run (each start costs tens of seconds), serving both bundles."""
+    extra = tmp_path_factory.mktemp("server-only")
+    with monailabel_server([monailabel_models / MODEL, broken_bundle(extra)],
+                           tmp_path_factory.mktemp("monailabel")) as srv:
+        yield srv

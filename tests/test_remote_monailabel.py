@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import nibabel as nib
@@ -42,52 +42,21 @@ from inference.remote.model import decode_labels, encode_nifti
 from tests import bundle_factory as bf
 from tests.dicom_factory import ct_series
 from tests.gui_steps import import_and_open
-from tests.monailabel_fixtures import MonaiLabelServer, free_port, monailabel_server
+from tests.monailabel_fixtures import BROKEN, MODEL, MonaiLabelServer, free_port
 from workstation.cli import main
 from workstation.qt.main_window import MainWindow
 from workstation.services.remote_models import remote_models, remote_rows
 from workstation.settings import SETTINGS_VERSION, config_dir, get_settings
 
-MODEL = "tiny_seg"
-BROKEN = "broken_on_server"
 
-
-def _seg_bundle(models_dir: Path) -> Path:
-    """A tiny UNet (random, seeded weights) whose preprocessing reorients to RAS and scales; argmax after."""
-    folder = bf.make_unet_bundle(models_dir, MODEL, roi=(16, 16, 16), sw_batch_size=2, seed=3)
-    path = folder / "configs" / "inference.json"
-    config = json.loads(path.read_text())
-    config["preprocessing"]["transforms"] = [
-        t for t in config["preprocessing"]["transforms"] if t["_target_"] != "Spacingd"
-    ]
-    path.write_text(json.dumps(config, indent=2))
-    return folder
-
-
-def _broken_bundle(models_dir: Path) -> Path:
-    """A bundle the server loads but whose preprocessing fails on every request (a key the data lacks)."""
-    folder = bf.make_unet_bundle(models_dir, BROKEN, roi=(16, 16, 16), seed=4)
-    path = folder / "configs" / "inference.json"
-    config = json.loads(path.read_text())
-    config["preprocessing"]["transforms"].insert(
-        2, {"_target_": "SpatialPadd", "keys": "no_such_key", "spatial_size": [8, 8, 8]}
-    )
-    path.write_text(json.dumps(config, indent=2))
-    return folder
+@pytest.fixture(scope="module")
+def models_dir(monailabel_models: Path) -> Path:
+    return monailabel_models
 
 
 @pytest.fixture(scope="module")
-def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("models")
-    _seg_bundle(folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def server(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MonaiLabelServer]:
-    extra = tmp_path_factory.mktemp("server-only")
-    with monailabel_server([models_dir / MODEL, _broken_bundle(extra)], tmp_path_factory.mktemp("monailabel")) as srv:
-        yield srv
+def server(monailabel: MonaiLabelServer) -> MonaiLabelServer:
+    return monailabel
 
 
 def _wait_idle(server: MonaiLabelServer) -> None:

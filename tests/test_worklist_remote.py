@@ -10,15 +10,13 @@ the same labels as the local run of the same bundle.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from tests.monailabel_fixtures import MonaiLabelServer, monailabel_server
-from tests.test_remote_monailabel import MODEL, _seg_bundle
+from tests.monailabel_fixtures import MODEL, MonaiLabelServer
 from workstation.services.dispatch import CallQueue
 from workstation.services.runner import JobRunner
 from workstation.services.worklist import Worklist
@@ -28,16 +26,13 @@ SHAPE = (24, 64, 64)
 
 
 @pytest.fixture(scope="module")
-def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("models")
-    _seg_bundle(folder)
-    return folder
+def models_dir(monailabel_models: Path) -> Path:
+    return monailabel_models
 
 
 @pytest.fixture(scope="module")
-def server(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MonaiLabelServer]:
-    with monailabel_server([models_dir / MODEL], tmp_path_factory.mktemp("monailabel")) as srv:
-        yield srv
+def server(monailabel: MonaiLabelServer) -> MonaiLabelServer:
+    return monailabel
 
 
 def test_a_remote_worklist_model_runs_on_the_node_and_its_result_waits_in_the_store(
