@@ -409,6 +409,24 @@ def test_storescu_push_lands_in_the_index(env: PacsEnv, tmp_path: Path) -> None:
     assert_same_volume(db, env.series_uid, env.original)
 
 
+def test_stopping_the_listener_waits_for_the_arrival_of_a_finished_transfer(env: PacsEnv, tmp_path: Path) -> None:
+    """Seen flaky in the TLS test: the sender's store returns when its association is released, but the
+    listener imports the batch after that on its own thread; stopping at once lost that arrival."""
+    arrivals: list[Arrival] = []
+
+    def slow_arrival(arrival: Arrival) -> None:
+        time.sleep(1.0)  # the index import of a large batch takes this long on a busy machine
+        arrivals.append(arrival)
+
+    local = env.local_with(port=0)
+    caller = env.local_with(ae_title="WSSENDER", port=0)
+    with StorageListener(local, tmp_path / "in", tmp_path / "index.sqlite", allowed_callers=[caller.ae_title],
+                         on_arrival=slow_arrival) as listener:
+        me = env.node_with(ae_title=local.ae_title, host="127.0.0.1", port=listener.port)
+        assert len(DimseClient(me, caller).store(env.files[:2]).stored) == 2
+    assert [(a.calling_ae, len(a.files), a.added) for a in arrivals] == [("WSSENDER", 2, 2)]
+
+
 # --- logs and command line ---------------------------------------------------------------
 def test_no_patient_data_in_logs(env: PacsEnv, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     from workstation.pacs.association import verbose_pynetdicom

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,9 @@ from workstation.pacs.nodes import LocalAE
 from workstation.pacs.storage import InstanceWriter, ReceivedInstance, received_file
 
 logger = logging.getLogger(__name__)
+
+#: Seconds ``stop`` waits for received batches still being imported (a released association's last work).
+STOP_WAIT_S = 10.0
 
 
 @dataclass
@@ -110,14 +114,27 @@ class StorageListener:
                     " (DICOM TLS)" if ssl_context is not None else "")
         return self.port
 
-    def stop(self) -> None:
-        """Stop listening; associations in progress are aborted."""
+    def stop(self, wait_s: float = STOP_WAIT_S) -> None:
+        """Stop listening; associations in progress are aborted.
+
+        Waits (up to ``wait_s``) for the associations' own threads to finish: a
+        sender's transfer is complete when its association is released, but the
+        batch is imported and announced after that on the association's thread,
+        and an arrival must not be lost because the listener stopped meanwhile.
+        """
+        threads: list[threading.Thread] = []
         if self._server is not None:
+            threads = [t for t in self._server.active_associations if t is not threading.current_thread()]
             self._server.shutdown()
             self._server = None
         if self._ae is not None:
             self._ae.shutdown()
             self._ae = None
+        deadline = time.monotonic() + wait_s
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                logger.warning("the storage listener stopped before a received batch was imported")
 
     @property
     def running(self) -> bool:
