@@ -23,6 +23,7 @@ from inference.followup.model import RegistrationResult
 from workstation.demo import ensure_demo_study
 from workstation.demo.phantom import PRIOR_FOLDER_NAME
 from workstation.demo.prior import FollowupTruth, load_followup_truth
+from workstation.imaging import label_rgb_table
 from workstation.qt.main_window import MainWindow
 from workstation.qt.viewer import MprViewer
 from workstation.qt.viewer.slice_view import SliceView
@@ -56,6 +57,14 @@ def _tolerance(a: MprViewer, b: MprViewer, registration_mm: float = 1.5) -> floa
     va, vb = a.volume(), b.volume()
     assert va is not None and vb is not None
     return 0.5 * float(np.linalg.norm(va.spacing)) + 0.5 * float(np.linalg.norm(vb.spacing)) + registration_mm
+
+
+def _drawn_at(view: SliceView, index: tuple[float, float, float]) -> tuple[int, int, int]:
+    """The colour the view drew (its rendered image, ``grab``) over the centre of voxel ``index``."""
+    assert view.geom is not None
+    p = view.image_to_widget(*view.geom.index_to_image(index))
+    colour = view.grab().toImage().pixelColor(int(p.x()), int(p.y()))
+    return colour.red(), colour.green(), colour.blue()
 
 
 def _hu_at_cursor(viewer: MprViewer) -> float:
@@ -95,7 +104,10 @@ def test_the_prior_is_offered_compared_and_read_side_by_side(qtbot: QtBot, make_
         assert panel.cell_text(row, 1) == nodule.status
         if nodule.status == "grown":
             assert panel.cell_text(row, 3) != "\u2014", "the grown nodule's doubling time is shown"
-    assert win.report.context is not None  # the report's next draft writes the Comparison section from it
+    # the report's next draft writes the Comparison section from its context (built off the GUI thread)
+    qtbot.waitUntil(lambda: win.report.context is not None and win.report.context.inputs.comparison is not None,
+                    timeout=30_000)
+    assert win.report.context is not None
     in_report = win.report.context.inputs.comparison
     assert in_report is not None and in_report.changes == finished.comparison.changes
     # the cursor on the grown nodule now lands on the same nodule in the prior
@@ -156,3 +168,43 @@ def test_a_prior_without_an_analysis_is_aligned_and_a_failed_check_is_shown(
     win.viewer.set_cursor_index((20, 40, 40))
     assert compare.prior_viewer.current_index() == where
     assert Path(win.settings.db_path).exists()
+
+
+def test_the_prior_viewer_outlines_the_priors_own_lesions_as_the_current_does(
+        qtbot: QtBot, make_window: Callable[..., MainWindow]) -> None:
+    win, truth = _open_demo(qtbot, make_window)
+    compare, prior = win.compare, win.compare.prior_viewer
+    with qtbot.waitSignal(win.session.resultShown, timeout=180_000):
+        win.session.run_ai("builtin.ct")
+    with qtbot.waitSignal(compare.comparisonShown, timeout=300_000):
+        compare.compare_action.trigger()
+    shown = win.viewer.overlay()
+    assert shown is not None
+    # the same overlay rules as the current's: opacity, fill/outline and the labels hidden by default
+    assert prior.overlay() is not None, "the prior's own segmentation is not drawn"
+    assert prior.overlay_opacity() == win.viewer.overlay_opacity() and prior.overlay_mode() == shown.mode
+    assert all(prior.label_visible(lab.value) == win.viewer.label_visible(lab.value) for lab in shown.table)
+    # one colour table: the lesion label's colour from it is what the reader must see on the prior's nodules
+    colours = label_rgb_table(shown.table)
+    lesion_colours = {tuple(int(c) for c in colours[lab.value]) for lab in shown.table if lab.lesion}
+    assert len(lesion_colours) == 1
+    (lesion_colour,) = lesion_colours
+    win.overlay.opacity.setValue(100)  # the Overlay panel drives both viewers: opaque, so colours read exactly
+    win.viewer.set_crosshair_visible(False)  # linked too: no crosshair line over the nodule
+    assert prior.overlay_opacity() == 1.0 and not prior.model.state.show_crosshair
+    axial, prior_volume = prior.view("axial"), prior.volume()
+    assert prior_volume is not None
+    seen = [n for n in truth.nodules if n.center_prior_lps_mm is not None]
+    assert seen, "the demo prior has nodules"
+    for nodule in seen:
+        assert nodule.center_prior_lps_mm is not None
+        prior.go_to_lps(nodule.center_prior_lps_mm)
+        k, j, i = prior.current_index()
+        assert _drawn_at(axial, (k, j, i)) == lesion_colour, f"prior nodule {nodule.index} is not outlined"
+        away = next(v for v in ((k, j, i + 30), (k, j, i - 30), (k, j + 30, i), (k, j - 30, i))
+                    if all(np.linalg.norm(prior_volume.index_to_lps(v) - np.array(n.center_prior_lps_mm)) > 20.0
+                           for n in seen if n.center_prior_lps_mm is not None))  # 20 mm from every nodule
+        assert _drawn_at(axial, away) != lesion_colour, "the lesion colour is drawn away from any lesion"
+    # hiding the overlay in the panel hides the prior's as well
+    win.overlay.show_check.setChecked(False)
+    assert _drawn_at(axial, prior.current_index()) != lesion_colour

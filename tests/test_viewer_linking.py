@@ -15,6 +15,7 @@ import numpy.typing as npt
 import pytest
 
 from inference.followup.model import RegistrationResult
+from inference.labels import Label, LabelTable
 from inference.volume import Volume
 from workstation.viewing import CursorMoved, ViewerModel, WindowLevelChanged
 from workstation.viewing.linking import ViewerLink
@@ -127,6 +128,41 @@ def test_window_level_and_slab_follow_in_both_directions(pair: Pair) -> None:
     assert current.slab.current().thickness_mm == prior.slab.current().thickness_mm == 5.0
     current.set_tool("ruler")
     assert prior.state.tool == "ruler"
+
+
+def labels(grid: tuple[tuple[int, int, int], tuple[float, float, float], tuple[float, float, float]]
+           ) -> npt.NDArray[np.uint8]:
+    """A label map on ``grid``: a body (1) holding a nodule (2)."""
+    shape = grid[0]
+    out = np.zeros(shape, dtype=np.uint8)
+    out[2:-2, 4:-4, 4:-4] = 1
+    out[10:14, 20:26, 20:26] = 2
+    return out
+
+
+TABLE = LabelTable((Label(1, "body", (120, 120, 120)), Label(2, "lung_nodule", (255, 40, 200), lesion=True)))
+
+
+def test_the_prior_overlay_takes_the_current_settings_and_both_follow_each_other(pair: Pair) -> None:
+    current, prior, _seen_current, _seen_prior = pair
+    link = ViewerLink(current, prior, registration())
+    current.overlay.set(labels(CURRENT_GRID), TABLE)
+    current.overlay.set_opacity(0.35)
+    current.overlay.set_label_visible(1, False)  # the window hides the body by default
+    link.set_prior_overlay(labels(PRIOR_GRID), TABLE)
+    shown = prior.overlay.current()
+    assert shown is not None and shown.labelmap.shape == PRIOR_GRID[0]  # the prior's own map, on its grid
+    assert prior.overlay.opacity() == 0.35 and not prior.overlay.label_visible(1) and prior.overlay.label_visible(2)
+    assert current.overlay.opacity() == 0.35 and not current.overlay.label_visible(1)  # the current kept its own
+    current.overlay.set_mode("outline")
+    current.overlay.set_opacity(0.8)
+    assert (prior.overlay.mode(), prior.overlay.opacity()) == ("outline", 0.8)
+    prior.overlay.set_visible(False)  # "O" in the prior viewer hides both
+    assert not current.overlay.visible()
+    prior.overlay.set_label_visible(2, False)
+    assert not current.overlay.label_visible(2)
+    with pytest.raises(ValueError, match="shape"):
+        link.set_prior_overlay(labels(CURRENT_GRID), TABLE)  # a map off the prior's grid is refused
 
 
 def test_a_failed_registration_links_the_display_but_never_the_position(pair: Pair) -> None:

@@ -2,7 +2,8 @@
 
 ``CompareReading`` owns the window's central area, a splitter holding the
 current viewer and (while comparing) a prior pane: a second ``MprViewer``
-labelled with the prior's date and how it was aligned. It
+labelled with the prior's date and how it was aligned (the two viewers, their
+link and their zoom: ``compare_views.SideBySide``). It
 
 * looks up the open series' priors when a series has opened (on the session's
   I/O runner: ``FollowupService.look_up_priors``), marks them in the study
@@ -12,12 +13,15 @@ labelled with the prior's date and how it was aligned. It
   retrieved into the index when chosen, then compared like the others);
 * runs the comparison as a job on the window's device runner
   (``FollowupService``), with progress and Cancel in its toolbar;
-* shows the prior as soon as it is loaded, then links the two viewer models
-  through the registration (``workstation.viewing.linking.ViewerLink``): cursor,
-  scrolling, W/L and slab; the views' zoom and pan follow here (they are Qt
-  state). A registration that failed its check is shown in red and never links
-  positions;
-* puts the comparison into the findings panel and the report context.
+* shows the prior as soon as it is loaded, outlines the prior's own findings
+  once the prior is analysed (the same model, colours and overlay settings as
+  the current), then links the two viewer models through the registration
+  (``workstation.viewing.linking.ViewerLink``): cursor, scrolling, W/L, slab
+  and overlay; the views' zoom and pan follow (they are Qt state). A
+  registration that failed its check is shown in red and never links positions;
+* puts the comparison into the findings panel and, through a job on the
+  session's I/O runner (``report_context.submit_context``: the index is read
+  and the notes de-identified off the GUI thread), into the report context.
 """
 
 from __future__ import annotations
@@ -25,40 +29,33 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QEvent, QObject, QPointF, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QKeySequence, QMouseEvent
-from PySide6.QtWidgets import (
-    QComboBox,
-    QLabel,
-    QProgressBar,
-    QSizePolicy,
-    QSplitter,
-    QToolBar,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QComboBox, QLabel, QProgressBar, QToolBar
 
 from inference.followup.model import LesionChange, RegistrationResult
 from workstation.qt.bridge import GuiPoster
 from workstation.qt.compare_pacs import PacsPriors
+from workstation.qt.compare_views import SideBySide
 from workstation.qt.viewer import MprViewer, ViewerInfo
-from workstation.qt.viewer.slice_view import SliceView
 from workstation.services.followup_jobs import (
     FollowupCancelled,
     FollowupFailed,
     FollowupFinished,
     FollowupProgress,
     FollowupService,
+    PriorAnalysed,
     PriorLoaded,
     prior_text,
 )
-from workstation.viewing.linking import ViewerLink
+from workstation.services.report_context import ContextBuilt, ContextOutcome, submit_context
 
 if TYPE_CHECKING:
     from workstation.qt.browser import StudyBrowser
     from workstation.qt.panels import FindingsPanel
     from workstation.qt.reading import ReadingSession
     from workstation.qt.report_panel import ReportPanel
+    from workstation.qt.viewer.slice_view import SliceView
     from workstation.services.catalog import Catalog
     from workstation.services.followup import PriorCandidate
     from workstation.services.runner import JobRunner
@@ -66,11 +63,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-HEADER_STYLE = "QLabel { background: #1d2733; color: #e0e6ee; padding: 3px 8px; font-weight: bold; }"
-PRIOR_HEADER_STYLE = "QLabel { background: #2a2238; color: #e6dcff; padding: 3px 8px; font-weight: bold; }"
-FAILED_HEADER_STYLE = "QLabel { background: #8b1e1e; color: #ffffff; padding: 3px 8px; font-weight: bold; }"
-NO_BUTTONS = Qt.MouseButton.NoButton
-ZOOM_EVENTS = (QEvent.Type.Wheel, QEvent.Type.MouseMove, QEvent.Type.MouseButtonRelease, QEvent.Type.Resize)
+COMPARISON_CONTEXT_KIND = "comparison-report-context"  # its own kind: never supersedes a new result's context
 
 
 class CompareReading(QObject):
@@ -80,6 +73,7 @@ class CompareReading(QObject):
     problem = Signal(str, str)  # title, text
     priorsFound = Signal(int, int)  # noqa: N815 - series id, how many priors it has
     comparisonShown = Signal(object)  # noqa: N815 - FollowupFinished: the prior is aligned (or failed to be)
+    reportUpdated = Signal(object)  # noqa: N815 - ContextOutcome: the report context took the comparison (or not)
 
     def __init__(self, settings: Settings, catalog: Catalog, runner: JobRunner, viewer: MprViewer,
                  session: ReadingSession, findings: FindingsPanel, browser: StudyBrowser,
@@ -91,50 +85,18 @@ class CompareReading(QObject):
         self.service = FollowupService(self._poster.post, settings, catalog, runner, io_runner=session.model.io)
         self.service.subscribe(self._on_event)
         self.priors: list[PriorCandidate] = []  # the index's; the chooser lists them, then self.pacs.priors
-        self.link: ViewerLink | None = None
         self.finished: FollowupFinished | None = None
         self._series_id: int | None = None
-        self._layout_before: str | None = None
-        self._zoom_busy = False
-        self._build_widgets()
+        self.views = SideBySide(viewer, self)
+        self.splitter, self.prior_viewer = self.views.splitter, self.views.prior_viewer
+        self.prior_pane, self.prior_header = self.views.prior_pane, self.views.prior_header
+        self.current_header = self.views.current_header
         self._build_actions()
         self.pacs = PacsPriors(self, settings, catalog)
         session.seriesOpened.connect(self.series_opened)
         findings.comparison.lesionSelected.connect(self.show_change)
-        viewer.layoutChanged.connect(self._follow_layout)
 
     # --- widgets --------------------------------------------------------------------------
-    def _build_widgets(self) -> None:
-        self.current_header = QLabel()
-        self.current_header.setStyleSheet(HEADER_STYLE)
-        self.current_header.hide()
-        current = QWidget()
-        box = QVBoxLayout(current)
-        box.setContentsMargins(0, 0, 0, 0)
-        box.setSpacing(0)
-        box.addWidget(self.current_header)
-        box.addWidget(self.viewer, 1)
-        self.prior_viewer = MprViewer()
-        self.prior_viewer.setObjectName("priorViewer")
-        self.prior_header = QLabel()
-        self.prior_header.setObjectName("PriorHeader")
-        for header in (self.current_header, self.prior_header):  # one line each: the two images start level
-            header.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
-        self.prior_pane = QWidget()
-        box = QVBoxLayout(self.prior_pane)
-        box.setContentsMargins(0, 0, 0, 0)
-        box.setSpacing(0)
-        box.addWidget(self.prior_header)
-        box.addWidget(self.prior_viewer, 1)
-        self.prior_pane.hide()
-        self.splitter = QSplitter(Qt.Orientation.Horizontal)
-        self.splitter.setObjectName("CompareSplitter")
-        self.splitter.addWidget(current)
-        self.splitter.addWidget(self.prior_pane)
-        self.splitter.setChildrenCollapsible(False)
-        for view in [*self.viewer.all_views(), *self.prior_viewer.all_views()]:
-            view.installEventFilter(self)
-
     def _build_actions(self) -> None:
         self.compare_action = QAction("Compare with &prior", self)
         self.compare_action.setShortcut(QKeySequence("Ctrl+Shift+P"))
@@ -247,6 +209,8 @@ class CompareReading(QObject):
     def _on_event(self, event: object) -> None:
         if isinstance(event, PriorLoaded):
             self._show_prior(event.candidate, event.volume)
+        elif isinstance(event, PriorAnalysed):
+            self.views.show_prior_analysis(event.result)
         elif isinstance(event, FollowupProgress):
             self.progress.setValue(round(event.fraction * 100))
             self.progress.setFormat(f"%p% {event.stage}")
@@ -256,8 +220,7 @@ class CompareReading(QObject):
             self._finished(event)
         elif isinstance(event, FollowupFailed):
             self._running(False)
-            self.prior_header.setText(f"PRIOR not compared: {event.message}")
-            self.prior_header.setStyleSheet(FAILED_HEADER_STYLE)
+            self.views.set_prior_header(f"PRIOR not compared: {event.message}", failed=True)
             self.message.emit(event.message)
             self.problem.emit("The comparison with the prior failed", event.message)
         elif isinstance(event, FollowupCancelled):
@@ -269,44 +232,27 @@ class CompareReading(QObject):
     def _show_prior(self, candidate: PriorCandidate, volume: Any) -> None:
         """The prior is loaded: show it beside the current (display linked; position once aligned)."""
         study, series = candidate.study, candidate.series
-        self.prior_viewer.set_volume(volume, ViewerInfo(study.patient.name, study.date, series.description,
-                                                        series.modality))
-        if self.link is not None:
-            self.link.close()
-        self.link = ViewerLink(self.viewer.model, self.prior_viewer.model, None)
-        self.link.sync_from_current()
-        self.prior_header.setText(f"PRIOR · {_short(candidate)} · aligning…")
-        self.prior_header.setToolTip(prior_text(candidate))
-        self.prior_header.setStyleSheet(PRIOR_HEADER_STYLE)
         current = self.session.current
-        self.current_header.setText(f"CURRENT · {ViewerInfo(study_date=current.study_date).date_text()} · "
-                                    f"{current.description}" if current is not None else "CURRENT")
-        self.current_header.show()
-        if not self.prior_pane.isVisible():
-            self._layout_before = self.viewer.layout_name()
-            self.prior_pane.show()
-            self.viewer.set_layout("1x1", "axial")  # one plane each: current | prior, as big as the screen allows
-            half = max(self.splitter.width() // 2, 100)
-            self.splitter.setSizes([half, half])
+        self.views.show_prior(
+            volume, ViewerInfo(study.patient.name, study.date, series.description, series.modality),
+            f"PRIOR · {_short(candidate)} · aligning…", prior_text(candidate),
+            f"CURRENT · {ViewerInfo(study_date=current.study_date).date_text()} · {current.description}"
+            if current is not None else "CURRENT")
         self.close_action.setEnabled(True)
 
     def _finished(self, event: FollowupFinished) -> None:
         self.finished = event
         reg, candidate = event.registration, event.candidate
         when = candidate.study_date.isoformat() if candidate.study_date else "date unknown"
-        if self.link is not None:
-            self.link.set_registration(reg)  # a failed one links the display only
         if reg.passed:
-            self.prior_header.setText(f"PRIOR · {_short(candidate)} · aligned ({reg.kind}, quality "
-                                      f"{reg.quality_value:.2f})")
-            self.prior_header.setToolTip(f"{prior_text(candidate)}\n{reg.quality_name}: {reg.quality_value:.3f}")
-            self.prior_header.setStyleSheet(PRIOR_HEADER_STYLE)
+            self.views.set_prior_header(
+                f"PRIOR · {_short(candidate)} · aligned ({reg.kind}, quality {reg.quality_value:.2f})",
+                f"{prior_text(candidate)}\n{reg.quality_name}: {reg.quality_value:.3f}")
         else:
-            self.prior_header.setText(f"PRIOR · {_short(candidate)} · alignment FAILED its quality check: "
-                                      f"positions are NOT linked ({reg.reason})")
-            self.prior_header.setToolTip(f"{prior_text(candidate)}\n{reg.reason}")
-            self.prior_header.setStyleSheet(FAILED_HEADER_STYLE)
-        self._sync_zoom_all()
+            self.views.set_prior_header(f"PRIOR · {_short(candidate)} · alignment FAILED its quality check: "
+                                        f"positions are NOT linked ({reg.reason})",
+                                        f"{prior_text(candidate)}\n{reg.reason}", failed=True)
+        self.views.set_registration(reg)  # a failed one links the display only
         panel = self.findings.comparison
         if event.comparison is not None:
             panel.set_comparison(event.comparison)
@@ -319,116 +265,56 @@ class CompareReading(QObject):
         self.comparisonShown.emit(event)
 
     def _update_report(self, event: FollowupFinished) -> None:
-        """Give the report the comparison: an untouched AI draft is redrafted with it, an edited one offers Redraft."""
-        from workstation.services.report_context import context_for_series
-
-        report = self.report
+        """Give the report the comparison: its context is rebuilt on the I/O runner (index reads, de-identified
+        notes), then an untouched AI draft is redrafted with it, an edited one offers Redraft."""
         current, volume = self.session.current, self.session.volume()
-        if report is None or current is None or volume is None or event.comparison is None:
+        if self.report is None or current is None or volume is None or event.comparison is None:
             return
         result = self.session.result(current.series_id)
         if result is None:
             return
-        try:
-            report.take_new_facts(context_for_series(self.catalog, current.series_id, result, volume,
-                                                     comparison=event.comparison), "the comparison with the prior")
-        except Exception:  # the comparison is on screen; a report context that cannot be rebuilt is logged
-            logger.warning("the report context could not take the comparison", exc_info=True)
+        submit_context(self.session.model.io, self._poster.post, self.catalog, current.series_id, result, volume,
+                       lambda outcome: self._report_context_built(event, outcome), comparison=event.comparison,
+                       kind=COMPARISON_CONTEXT_KIND)
+
+    def _report_context_built(self, event: FollowupFinished, outcome: ContextOutcome) -> None:
+        current = self.session.current
+        if self.finished is not event or current is None or current.series_id != outcome.series_id:
+            return  # another comparison or another series since: this context is stale
+        if self.report is not None and isinstance(outcome, ContextBuilt):
+            self.report.take_new_facts(outcome.context, "the comparison with the prior")
+        elif not isinstance(outcome, ContextBuilt):  # the comparison is on screen; the report goes without it
+            logger.warning("the report context could not take the comparison: %s", outcome.message)
+        self.reportUpdated.emit(outcome)
 
     def show_change(self, change: LesionChange) -> None:
         """Go to a compared lesion in both viewers (a resolved one at its place in the prior)."""
         if change.current is not None:
             self.viewer.go_to_lps(change.current.centroid_lps)
-        elif change.prior is not None and self.prior_pane.isVisible():
+        elif change.prior is not None and self.views.is_showing():
             self.prior_viewer.go_to_lps(change.prior.centroid_lps)
-        self._sync_zoom_all()
+        self.views.sync_zoom_all()
 
     def close_prior(self) -> None:
         """Back to the current study alone (a running comparison, or retrieve, is cancelled)."""
         if self.is_busy():
             self.cancel()
-        if self.link is not None:
-            self.link.close()
-            self.link = None
-        if self.prior_pane.isVisible():
-            self.prior_pane.hide()
-            self.current_header.hide()
-            if self._layout_before is not None:
-                self.viewer.set_layout(self._layout_before)
-        self._layout_before = None
+        self.views.close_prior()
         self.close_action.setEnabled(False)
 
     def registration(self) -> RegistrationResult | None:
         """The registration shown (None before one finished)."""
         return self.finished.registration if self.finished is not None else None
 
+    def sync_zoom(self, source: SliceView) -> None:
+        """Give ``source``'s partner in the other viewer its zoom and pan (see ``SideBySide.sync_zoom``)."""
+        self.views.sync_zoom(source)
+
     def shutdown(self) -> None:
         """Cancel the comparison and stop reporting (before the device runner is shut down)."""
         self.service.shutdown()
         self.pacs.shutdown()
         self.prior_viewer.stop_cine()
-
-    # --- layout and zoom follow the current viewer -------------------------------------------------
-    def _follow_layout(self, name: str) -> None:
-        if self.prior_pane.isVisible() and self.prior_viewer.layout_name() != name:
-            self.prior_viewer.set_layout(name, self.viewer.model.active_plane())
-            self._sync_zoom_all()
-
-    def _partner(self, view: SliceView) -> SliceView | None:
-        for mine, other in ((self.viewer, self.prior_viewer), (self.prior_viewer, self.viewer)):
-            if view is mine.mip_view:
-                return other.mip_view
-            if mine.views.get(view.plane) is view:
-                return other.views[view.plane]
-        return None
-
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt override
-        """After a view zooms, pans or resizes, its partner in the other viewer follows (once the event is done).
-
-        A zoom or pan follows the view the reader used; a resize always follows the current viewer.
-        """
-        if self.link is None or self._zoom_busy or not isinstance(watched, SliceView):
-            return False
-        kind = event.type()
-        if kind == QEvent.Type.MouseMove and isinstance(event, QMouseEvent) and event.buttons() == NO_BUTTONS:
-            return False
-        if kind in ZOOM_EVENTS:
-            source = watched
-            if kind == QEvent.Type.Resize and self._is_prior(watched):
-                source = self._partner(watched) or watched
-            QTimer.singleShot(0, self, lambda v=source: self.sync_zoom(v))
-        return False
-
-    def _is_prior(self, view: SliceView) -> bool:
-        return view in self.prior_viewer.all_views()
-
-    def sync_zoom(self, source: SliceView) -> None:
-        """Give ``source``'s partner the same scale (screen pixels per mm) and, when linked, the same point
-        under the cursor at the same place on screen."""
-        partner = self._partner(source)
-        if self.link is None or partner is None or source.geom is None or partner.geom is None:
-            return
-        self._zoom_busy = True
-        try:
-            sx = source.frame()[0] / source.geom.pixel_mm[0]  # screen pixels per mm
-            px = partner.frame()[0] / partner.geom.pixel_mm[0]
-            fit = px / partner.zoom
-            partner.zoom = max(0.1, min(40.0, sx / fit))
-            partner.pan = QPointF(0.0, 0.0)
-            if self.link.position_linked:
-                there = source.image_to_widget(*source.geom.index_to_image(source.model.state.cursor))
-                here = partner.image_to_widget(*partner.geom.index_to_image(partner.model.state.cursor))
-                partner.pan = there - here
-            partner.update()
-        finally:
-            self._zoom_busy = False
-
-    def _sync_zoom_all(self) -> None:
-        if self.link is None:
-            return
-        for view in self.viewer.all_views():
-            if view.isVisible():
-                self.sync_zoom(view)
 
 
 def _short(candidate: PriorCandidate) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
@@ -157,11 +158,13 @@ def compare_with_prior(
     progress: ProgressCallback = no_progress,
     cancel: CancelToken | None = None,
     prior_volume: Volume | None = None,
+    prior_analysed: Callable[[AnalysisResult], None] | None = None,
 ) -> Comparison:
     """Register, analyse the prior (or reuse), match lesions and recommend: the ``Comparison``.
 
     ``prior_volume``: the prior series already loaded (the window shows it while this runs), so it is
-    not read twice.
+    not read twice. ``prior_analysed`` gets the prior's analysis (its label map on the prior's grid, which
+    the record does not hold) as soon as it is there: the window outlines the prior's lesions with it.
 
     A registration that fails its check gives a comparison without lesion
     changes and with the reason among its cautions (never used silently).
@@ -186,6 +189,8 @@ def compare_with_prior(
         progress=_scaled(progress, 0.4, 0.95),
         cancel=token,
     )
+    if prior_analysed is not None:
+        prior_analysed(prior_result)
     interval = (now - then).days
     cautions: tuple[str, ...] = ()
     if registration.passed:

@@ -11,9 +11,11 @@ owner of the GPU, where analyses and drafts run too; kind ``"followup"``):
 2. with an analysis of the current series: ``compare_with_prior``
    (registration, the prior's analysis by the same model and version, lesion
    matching, guideline); without one: the registration alone, so the two
-   studies can still be read side by side, linked.
+   studies can still be read side by side, linked. The prior's analysis is
+   handed back as soon as it is there (``PriorAnalysed``: its label map, for
+   the prior viewer's overlay; the comparison record keeps only findings).
 
-Events (``FollowupProgress``, ``FollowupFinished``, ``FollowupFailed``,
+Events (``PriorLoaded``, ``PriorAnalysed``, ``FollowupProgress``, ``FollowupFinished``, ``FollowupFailed``,
 ``FollowupCancelled``) are posted to the owner's thread and only for the newest
 generation. ``FollowupFinished.registration`` is always there; its ``passed``
 says whether it may link the views (a failed check is shown, never used).
@@ -78,6 +80,15 @@ class PriorLoaded:
 
 
 @dataclass(frozen=True)
+class PriorAnalysed:
+    """The prior's analysis by the current's model (kept or made now): its label map lies on the prior's grid."""
+
+    generation: int
+    candidate: PriorCandidate
+    result: AnalysisResult
+
+
+@dataclass(frozen=True)
 class FollowupProgress:
     """The newest (coalesced) progress of the comparison."""
 
@@ -111,7 +122,7 @@ class FollowupCancelled:
     generation: int
 
 
-FollowupEvent = PriorLoaded | FollowupProgress | FollowupFinished | FollowupFailed | FollowupCancelled
+FollowupEvent = PriorLoaded | PriorAnalysed | FollowupProgress | FollowupFinished | FollowupFailed | FollowupCancelled
 Listener = Callable[[FollowupEvent], None]
 
 
@@ -224,7 +235,7 @@ class FollowupService(CurrentJob):
             current, job.volume, job.result, prior, engine=self._engine_now(),
             store=AnalysisStore.for_settings(self.settings), model_id=job.result.provenance.model_id,
             device=self.settings.device, screening=is_screening(texts), progress=ctx.progress, cancel=ctx.token,
-            prior_volume=prior_volume)
+            prior_volume=prior_volume, prior_analysed=lambda r: self._post(lambda: self._on_prior_analysed(job, r)))
         return comparison.registration, comparison
 
     # --- on the owner's thread -------------------------------------------------------------------
@@ -237,6 +248,10 @@ class FollowupService(CurrentJob):
     def _on_prior(self, job: _Job, volume: Volume) -> None:
         if self._current(job):
             self._emit(PriorLoaded(job.generation, job.candidate, volume))
+
+    def _on_prior_analysed(self, job: _Job, result: AnalysisResult) -> None:
+        if self._current(job):
+            self._emit(PriorAnalysed(job.generation, job.candidate, result))
 
     def _on_progress(self, report: JobProgress) -> None:
         if not self._closed and self._active is not None and report.generation == self._active.generation:

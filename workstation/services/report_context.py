@@ -4,7 +4,10 @@
 study key (which names the autosave file); ``context_for_series`` builds one
 from the study index the way the reading session sees a series, so the window
 never opens the index or reaches into the drafting package's internals (its
-grounding facts are computed here). Nothing here imports torch.
+grounding facts are computed here). ``submit_context`` builds one on a job
+runner (it reads the index and de-identifies the notes: milliseconds the GUI
+thread must not spend) and posts the typed outcome (``ContextBuilt`` or
+``ContextFailed``) to the owner's thread. Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -28,11 +31,14 @@ if TYPE_CHECKING:
     from workstation.document import ReportDocument
     from workstation.export import ExportOptions, ExportResult
     from workstation.services.catalog import Catalog
+    from workstation.services.dispatch import Post
+    from workstation.services.runner import JobContext, JobDone, JobRunner, Ticket
 
 logger = logging.getLogger(__name__)
 
 HeadersLoader = Callable[[], Sequence["InstanceHeader"]]
 _KIND_ORDER = {"lesion": 0, "structure": 1, "measurement": 2}
+CONTEXT_KIND = "report-context"
 
 
 @dataclass(frozen=True)
@@ -113,6 +119,55 @@ def context_for_series(catalog: Catalog, series_id: int, result: AnalysisResult,
         series_id=series_id,
         headers=catalog.headers_loader(series_id),
     )
+
+
+@dataclass(frozen=True)
+class ContextBuilt:
+    """``submit_context``'s answer: the context of ``series_id``."""
+
+    series_id: int
+    context: ReportContext
+
+
+@dataclass(frozen=True)
+class ContextFailed:
+    """``submit_context``'s answer when the context could not be built; ``message`` is the user's sentence."""
+
+    series_id: int
+    message: str
+
+
+ContextOutcome = ContextBuilt | ContextFailed
+
+
+def submit_context(runner: JobRunner, post: Post, catalog: Catalog, series_id: int, result: AnalysisResult,
+                   volume: Any, answer: Callable[[ContextOutcome], None], *, comparison: Comparison | None = None,
+                   kind: str = CONTEXT_KIND) -> Ticket:
+    """Build ``context_for_series`` on ``runner`` (an I/O runner) and ``post`` ``answer(outcome)`` back.
+
+    The newest request of a ``kind`` wins (give each caller its own ``kind``): one superseded or cancelled
+    before it ran is never answered; one that ran is, so the owner still checks the answer is for what it
+    shows. A failure is answered as ``ContextFailed`` (a bug is logged with its traceback).
+    """
+    from workstation.services.failures import is_expected, user_message
+
+    def work(_ctx: JobContext) -> ReportContext:
+        return context_for_series(catalog, series_id, result, volume, comparison=comparison)
+
+    def done(d: JobDone[ReportContext]) -> None:
+        outcome: ContextOutcome
+        if d.status == "finished" and d.value is not None:
+            outcome = ContextBuilt(series_id, d.value)
+        elif d.status == "failed":
+            exc = d.error or RuntimeError("unknown error")
+            if not is_expected(exc):
+                logger.error("series %d: report context not built", series_id, exc_info=exc)
+            outcome = ContextFailed(series_id, user_message(exc, "gathering the report's facts"))
+        else:
+            return
+        post(lambda: answer(outcome))
+
+    return runner.submit(kind, work, on_done=done)
 
 
 def export_report(
