@@ -1,31 +1,39 @@
 """The headless engine and the data contract shared with the application.
 
 Importing this package never imports torch, MONAI or transformers: they load
-lazily inside the model adapters, so the GUI starts fast.
+lazily inside the model adapters, so the GUI starts fast. The names below load
+on first use too, so a command that needs one module (``workstation convert``:
+the errors and ``Volume``) does not load the analysis contract and findings.
 """
 
-from inference.cancel import CancelledError, CancelToken
-from inference.contract import (
-    AnalysisProvenance,
-    AnalysisRequest,
-    AnalysisResult,
-    DeviceChoice,
-    Model,
-    ModelOutput,
-    ProgressCallback,
-    RunContext,
-    no_progress,
-)
-from inference.errors import (
-    GeometryError,
-    ModelError,
-    NotAVolumeError,
-    UnreadableFileError,
-    WorkstationError,
-)
-from inference.findings import Findings, Lesion, Measurement, StructureFinding, side_of
-from inference.labels import Code, Label, LabelTable, default_color
-from inference.volume import LPS_TO_RAS, SourceImage, SourceImages, Volume, affine_from_geometry
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from inference.cancel import CancelledError, CancelToken
+    from inference.contract import (
+        AnalysisProvenance,
+        AnalysisRequest,
+        AnalysisResult,
+        DeviceChoice,
+        Model,
+        ModelOutput,
+        ProgressCallback,
+        RunContext,
+        no_progress,
+    )
+    from inference.errors import (
+        GeometryError,
+        ModelError,
+        NotAVolumeError,
+        UnreadableFileError,
+        WorkstationError,
+    )
+    from inference.findings import Findings, Lesion, Measurement, StructureFinding, side_of
+    from inference.labels import Code, Label, LabelTable, default_color
+    from inference.volume import LPS_TO_RAS, SourceImage, SourceImages, Volume, affine_from_geometry
 
 __all__ = [
     "LPS_TO_RAS",
@@ -59,3 +67,25 @@ __all__ = [
     "no_progress",
     "side_of",
 ]
+
+#: Where each exported name lives.
+_HOMES = {
+    **dict.fromkeys(("CancelledError", "CancelToken"), "inference.cancel"),
+    **dict.fromkeys(("AnalysisProvenance", "AnalysisRequest", "AnalysisResult", "DeviceChoice", "Model",
+                     "ModelOutput", "ProgressCallback", "RunContext", "no_progress"), "inference.contract"),
+    **dict.fromkeys(("GeometryError", "ModelError", "NotAVolumeError", "UnreadableFileError", "WorkstationError"),
+                    "inference.errors"),
+    **dict.fromkeys(("Findings", "Lesion", "Measurement", "StructureFinding", "side_of"), "inference.findings"),
+    **dict.fromkeys(("Code", "Label", "LabelTable", "default_color"), "inference.labels"),
+    **dict.fromkeys(("LPS_TO_RAS", "SourceImage", "SourceImages", "Volume", "affine_from_geometry"),
+                    "inference.volume"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'inference' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value

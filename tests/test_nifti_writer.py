@@ -124,15 +124,21 @@ import sys
 from workstation.cli import main
 code = main(["convert", sys.argv[1], "--out", sys.argv[2]])
 # none of these is needed to write a native series as NIfTI; each costs start-up time (pydicom ~90 ms,
-# nibabel 30-100 ms: the header is written by hand, the scanner's tags come from dicomio.tag_table)
-heavy = ("torch", "monai", "transformers", "PySide6", "SimpleITK", "skimage", "scipy", "nibabel", "pydicom")
-print(sorted({m.split(".")[0] for m in sys.modules if m.startswith(heavy)}))
+# nibabel 30-100 ms: the header is written by hand, the scanner's tags come from dicomio.tag_table; pydantic
+# ~100 ms: workstation.quick_settings reads the few settings; the PACS stack, the self-test, SQLite, the
+# analysis contract and worker processes are not needed either)
+heavy = ("torch", "monai", "transformers", "PySide6", "SimpleITK", "skimage", "scipy", "nibabel", "pydicom",
+         "pydantic", "sqlite3", "multiprocessing", "workstation.pacs", "workstation.cli_pacs", "workstation.selftest",
+         "workstation.settings", "inference.contract", "inference.findings")
+print(sorted({m if m.startswith(("workstation.", "inference.")) else m.split(".")[0]
+              for m in sys.modules if m.startswith(heavy)}))
 sys.exit(code)
 """
 
 
 def test_convert_is_voxel_identical_and_imports_nothing_heavy(tmp_path: Path) -> None:
-    """``workstation convert``: the file nibabel would write, and no torch, Qt, scipy, nibabel or pydicom loaded."""
+    """``workstation convert``: the file nibabel would write, and no torch, Qt, scipy, nibabel, pydicom or pydantic
+    loaded."""
     import os
     import subprocess
     import sys

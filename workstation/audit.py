@@ -34,9 +34,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from workstation.settings import Settings, get_settings
+from workstation.quick_settings import settings_now
+
+if TYPE_CHECKING:
+    from workstation.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +112,7 @@ def os_user() -> str:
 
 def audit_path(settings: Settings | None = None) -> Path:
     """The audit trail file in the user data dir."""
-    return (settings or get_settings()).data_dir / AUDIT_FILE
+    return (settings or settings_now()).data_dir / AUDIT_FILE
 
 
 def _clean(details: Mapping[str, Any]) -> dict[str, Any]:

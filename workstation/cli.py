@@ -8,23 +8,44 @@ or series and the reason, and exit status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from inference.errors import WorkstationError
-from workstation import cli_pacs as pacs_cli
-from workstation import selftest
 from workstation.logs import configure_logging, install_excepthook, print_error_line
-from workstation.settings import Settings, get_settings
+
+if TYPE_CHECKING:  # each command imports what it uses: `convert` starts without pydantic, PACS or the self-test
+    from workstation.quick_settings import PlainSettings
+    from workstation.settings import Settings
 
 logger = logging.getLogger(__name__)
 
+#: Arguments that need the full parser (the PACS and self-test options, and the complete help).
+_FULL_PARSER_ARGS = frozenset({"pacs", "selftest", "-h", "--help"})
 
-def _parser() -> argparse.ArgumentParser:
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse the command line; for ``convert`` without building the PACS and self-test parsers (~40 ms of imports).
+
+    Whatever the light parser cannot parse is parsed again by the full one, so errors and help read as ever.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "convert" in args and not _FULL_PARSER_ARGS.intersection(args):
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                return _parser(full=False).parse_args(args)
+        except SystemExit:  # an error, or help asked for in an abbreviation: the full parser says it
+            pass
+    return _parser().parse_args(args)
+
+
+def _parser(full: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="workstation", description="Radiology AI workstation.")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     p.add_argument("--db", type=Path, help="study index file (default: in the user data dir)")
@@ -96,15 +117,37 @@ def _parser() -> argparse.ArgumentParser:
     aud.add_argument("--json", action="store_true", help="one JSON object per event, in a list")
     demo = sub.add_parser("demo", help="generate and import the demo study, then open it")
     demo.add_argument("--no-gui", action="store_true", help="only generate, import and summarise")
-    pacs_cli.add_parser(sub)
-    st = sub.add_parser("selftest", help="check the installation in a temporary folder (exit 0: all passed)")
-    selftest.add_arguments(st)
+    if full:
+        from workstation import cli_pacs, selftest
+
+        cli_pacs.add_parser(sub)
+        st = sub.add_parser("selftest", help="check the installation in a temporary folder (exit 0: all passed)")
+        selftest.add_arguments(st)
     return p
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    from workstation.settings import get_settings
+
     s = get_settings()
     return s.model_copy(update={"db": args.db}) if args.db else s
+
+
+def _convert_settings(args: argparse.Namespace) -> Settings | PlainSettings:
+    """The settings ``convert`` uses, read without pydantic when that gives the same values (``quick_settings``)."""
+    from workstation.quick_settings import PlainSettings, settings_now
+
+    s = settings_now()
+    if not args.db:
+        return s
+    return s.with_db(args.db) if isinstance(s, PlainSettings) else s.model_copy(update={"db": args.db})
+
+
+def _single_blas_thread() -> None:
+    """``convert`` does no linear algebra worth threads (3x3 and 4x4 matrices): without this OpenBLAS
+    starts one thread per core while numpy loads, ~55 ms of start-up on a 2-core machine. A user's value wins."""
+    if "numpy" not in sys.modules:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
 def _print_json(data: Any) -> None:
@@ -159,22 +202,23 @@ def _cmd_list(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _cmd_convert(args: argparse.Namespace, settings: Settings) -> int:
-    from workstation.dicomio.nifti import write_nifti
-    from workstation.index import StudyIndex
-    from workstation.services.studies import load_series_volumes, resolve_series
+def _cmd_convert(args: argparse.Namespace, settings: Settings | PlainSettings) -> int:
+    from workstation.dicomio.guards import ImportLimits
+    from workstation.services.studies import convert_series, resolve_series
 
+    limits = ImportLimits.from_settings(settings)
     if Path(args.series).exists():  # a folder or file: no need to open (or create) the study index
-        source = resolve_series(args.series, None)
+        source = resolve_series(args.series, None, limits)
     else:
+        from workstation.index.db import StudyIndex
+
         with StudyIndex(settings.db_path) as index:
-            source = resolve_series(args.series, index)
+            source = resolve_series(args.series, index, limits)
     policy = "refuse" if args.refuse_nonuniform else settings.nonuniform_spacing
-    loaded = load_series_volumes(source, policy)
-    out = write_nifti(loaded.volumes, args.out)
-    v = loaded.volumes[0]
-    print(f"wrote {out}: {len(loaded.volumes)} volume(s) of {v.shape[2]}x{v.shape[1]}x{v.shape[0]}")
-    for note in v.notes:
+    done = convert_series(source, args.out, policy)
+    slices, rows, cols = done.grid
+    print(f"wrote {done.path}: {done.volumes} volume(s) of {cols}x{rows}x{slices}")
+    for note in done.notes:
         print(f"  note: {note}")
     return 0
 
@@ -433,15 +477,28 @@ def _gui(settings: Settings, open_study: int | None = None, analyze: str | None 
     return run_gui(settings, open_study=open_study, analyze=analyze, open_series=open_series)
 
 
+def _cmd_pacs(args: argparse.Namespace, settings: Settings) -> int:
+    from workstation import cli_pacs
+
+    return cli_pacs.run(args, settings)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``workstation`` console command."""
-    args = _parser().parse_args(argv)
+    args = _parse_args(argv)
     configure_logging(args.verbose)  # stderr now; what loading the settings logs is kept for the file
     self_test = args.self_test or args.command == "selftest"
+    convert = args.command == "convert" and not self_test
+    if convert:
+        _single_blas_thread()
+    convert_settings = _convert_settings(args) if convert else None
     if not self_test:  # the self-test never writes into the user's folders: it logs in its own (below)
-        configure_logging(args.verbose, get_settings().data_dir)  # + <data_dir>/logs/workstation.log
+        data_dir = convert_settings.data_dir if convert_settings is not None else _settings(args).data_dir
+        configure_logging(args.verbose, data_dir)  # + <data_dir>/logs/workstation.log
     install_excepthook("cli", print_error_line)  # uncaught: logged with traceback, one line here, exit code as ever
     if self_test:
+        from workstation import selftest
+
         return selftest.run_from_args(args)
     if args.command in (None, "gui") or (args.command == "demo" and not args.no_gui):
         # before any Qt import: without a usable display Qt aborts with a misleading message
@@ -451,14 +508,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if problem is not None:
             print(f"workstation: {problem}", file=sys.stderr)
             return 2
-    settings = _settings(args)
-    handlers = {
-        "import": _cmd_import, "list": _cmd_list, "convert": _cmd_convert,
-        "qa": _cmd_qa, "demo": _cmd_demo, "analyze": _cmd_analyze, "models": _cmd_models,
-        "report": _cmd_report, "audit": _cmd_audit,
-        "pacs": pacs_cli.run,
-    }
+    from inference.errors import WorkstationError
+
     try:
+        if convert_settings is not None:
+            return _cmd_convert(args, convert_settings)
+        settings = _settings(args)
+        handlers = {
+            "import": _cmd_import, "list": _cmd_list,
+            "qa": _cmd_qa, "demo": _cmd_demo, "analyze": _cmd_analyze, "models": _cmd_models,
+            "report": _cmd_report, "audit": _cmd_audit, "pacs": _cmd_pacs,
+        }
         if args.command in handlers:
             return handlers[args.command](args, settings)
         return _cmd_gui(args, settings)

@@ -23,22 +23,17 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-import platformdirs
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# Where the settings live and the file's version are shared with the pydantic-free reader of
+# ``convert``'s few values (``workstation.quick_settings``); re-exported here for every other caller.
+from workstation.quick_settings import APP_NAME, SETTINGS_VERSION, config_dir, default_data_dir
+
 logger = logging.getLogger(__name__)
 
-APP_NAME = "radiology-workstation"
-
-#: Written into ``settings.json``; raise it (and convert old files in ``_file_values``) when a key changes meaning.
-SETTINGS_VERSION = 1
-
-
-def config_dir() -> Path:
-    """Folder holding ``settings.json`` (``WORKSTATION_CONFIG_DIR`` overrides)."""
-    env = os.environ.get("WORKSTATION_CONFIG_DIR")
-    return Path(env) if env else Path(platformdirs.user_config_dir(APP_NAME, appauthor=False))
+__all__ = ["APP_NAME", "SETTINGS_VERSION", "Settings", "config_dir", "get_settings", "load_settings",
+           "resources_dir"]
 
 
 def resources_dir() -> Path:
@@ -54,16 +49,12 @@ def resources_dir() -> Path:
     return Path(__file__).resolve().parents[1] / "resources"
 
 
-def _default_data_dir() -> Path:
-    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
-
-
 class Settings(BaseSettings):
     """Everything a user or IT installer can configure."""
 
     model_config = SettingsConfigDict(env_prefix="WORKSTATION_", extra="ignore")
 
-    data_dir: Path = Field(default_factory=_default_data_dir)
+    data_dir: Path = Field(default_factory=default_data_dir)
     db: Path | None = None
     models_dir: Path | None = None
     import_workers: int = Field(default=0, ge=0, description="0 = one per CPU core")

@@ -24,10 +24,13 @@ import logging
 import struct
 import time
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from inference.errors import UnreadableFileError
-from workstation.settings import Settings
+
+if TYPE_CHECKING:
+    from workstation.quick_settings import PlainSettings
+    from workstation.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +52,7 @@ class ImportLimits:
     file_budget_s: float = 5.0
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ImportLimits:
+    def from_settings(cls, settings: Settings | PlainSettings) -> ImportLimits:
         """The limits configured in ``settings`` (``import_*`` fields)."""
         return cls(max_header_bytes=settings.import_max_header_mb * MIB,
                    max_member_bytes=settings.import_max_zip_member_mb * MIB,

@@ -10,7 +10,8 @@ from __future__ import annotations
 import contextlib
 import gzip
 import logging
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -31,8 +32,11 @@ class _Sink(Protocol):
 
 def nifti_affine(volume: Volume) -> npt.NDArray[np.float64]:
     """RAS affine for the voxel layout written by ``nifti_array``."""
-    a = volume.affine
-    rows = volume.shape[1]
+    return _ras_affine(volume.affine, volume.shape[1])
+
+
+def _ras_affine(a: npt.NDArray[np.float64], rows: int) -> npt.NDArray[np.float64]:
+    """``nifti_affine`` of a grid with LPS affine ``a`` and ``rows`` rows."""
     lps = np.eye(4)
     lps[:3, 0] = a[:3, 2]
     lps[:3, 1] = -a[:3, 1]
@@ -125,10 +129,15 @@ def _header(first: Volume, n_volumes: int) -> bytes:
     Written field by field rather than with nibabel (whose import costs ~30-100 ms of ``convert``'s
     start-up); the bytes are those nibabel's ``Nifti1Header`` gives for the same image.
     """
-    slices, rows, cols = first.shape
+    return _header_for(first.shape, first.array.dtype, first.affine, n_volumes)
+
+
+def _header_for(grid: tuple[int, ...], dtype: np.dtype[Any], lps_affine: npt.NDArray[np.float64],
+                n_volumes: int) -> bytes:
+    """``_header`` of volumes of ``grid`` (slices, rows, columns), ``dtype`` and LPS affine."""
+    slices, rows, cols = grid
     shape = (cols, rows, slices) if n_volumes == 1 else (cols, rows, slices, n_volumes)
-    affine = nifti_affine(first)
-    dtype = first.array.dtype
+    affine = _ras_affine(lps_affine, rows)
     code = _DATATYPES.get(f"{dtype.kind}{dtype.itemsize}")
     if code is None:
         raise GeometryError(f"cannot write {dtype} voxels as NIfTI")
@@ -184,19 +193,62 @@ def write_nifti(volumes: Volume | Sequence[Volume], path: str | Path) -> Path:
             raise GeometryError("volumes of a multi-volume series differ in grid; cannot write one 4-D NIfTI")
         if v.array.dtype != first.array.dtype:
             raise GeometryError("volumes of a multi-volume series differ in data type; cannot write one 4-D NIfTI")
-    header = _header(first, len(vols))
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.ExitStack() as stack:
-        raw = stack.enter_context(out.open("wb"))
-        fp: _Sink = raw
-        if out.name.endswith(".gz"):
-            # mtime=0 and no file name: the same volume always gives the same bytes
-            fp = stack.enter_context(gzip.GzipFile(filename="", mode="wb", fileobj=raw,
-                                                   compresslevel=_GZIP_LEVEL, mtime=0))
-        fp.write(header)
+    with _sink(out) as fp:
+        fp.write(_header(first, len(vols)))
         for v in vols:
             _write_voxels(fp, v.array)
     shape = (first.shape[2], first.shape[1], first.shape[0]) + ((len(vols),) if len(vols) > 1 else ())
     logger.info("wrote NIfTI %s shape=%s", out.name, shape)
+    return out
+
+
+@contextlib.contextmanager
+def _sink(out: Path) -> Iterator[_Sink]:
+    """The output file (its folder made if needed), through gzip for ``.nii.gz``.
+
+    Written under a temporary name in the same folder and renamed when complete: a write that
+    fails midway (a slice unreadable by then, a full disk) leaves no file that looks whole by
+    its name, and an earlier file of that name stays as it was.
+    """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    part = out.with_name(f".{out.name}.{os.getpid()}.part")
+    try:
+        with contextlib.ExitStack() as stack:
+            raw = stack.enter_context(part.open("wb"))
+            fp: _Sink = raw
+            if out.name.endswith(".gz"):
+                # mtime=0 and no file name: the same volume always gives the same bytes
+                fp = stack.enter_context(gzip.GzipFile(filename="", mode="wb", fileobj=raw,
+                                                       compresslevel=_GZIP_LEVEL, mtime=0))
+            yield fp
+        part.replace(out)
+    finally:
+        part.unlink(missing_ok=True)
+
+
+#: Fills ``slab[j]`` with slice ``start + j`` of the volume, in the volume's own orientation.
+FillSlab = Callable[[npt.NDArray[Any], int], None]
+
+
+def write_nifti_slices(path: str | Path, grid: tuple[int, int, int], dtype: np.dtype[Any],
+                       lps_affine: npt.NDArray[np.float64], fill: FillSlab) -> Path:
+    """Write one volume that is never held whole: ``fill`` produces it a slab of slices at a time.
+
+    The file is the one ``write_nifti`` writes for a volume of the same ``grid`` (slices, rows,
+    columns), ``dtype``, LPS affine and voxels: ``fill`` gets a view of the slab buffer with its
+    rows already reversed, so it writes slices as they are and they land in NIfTI order.
+    """
+    slices, rows, cols = grid
+    little = np.dtype(dtype).newbyteorder("<")
+    step = max(1, min(slices, _SLAB_BYTES // max(1, rows * cols * little.itemsize)))
+    buf = np.empty((step, rows, cols), dtype=little)
+    out = Path(path)
+    with _sink(out) as fp:
+        fp.write(_header_for(grid, np.dtype(dtype), lps_affine, 1))
+        for k in range(0, slices, step):
+            n = min(step, slices - k)
+            fill(buf[:n, ::-1, :], k)
+            fp.write(buf[:n].data.cast("B"))
+    logger.info("wrote NIfTI %s shape=%s (streamed)", out.name, (cols, rows, slices))
     return out

@@ -52,7 +52,8 @@ def _fix_bits(arr: npt.NDArray[Any], h: InstanceHeader) -> None:
         arr &= np.array((1 << h.bits_stored) - 1, dtype=arr.dtype)
 
 
-def _fast_path(h: InstanceHeader) -> bool:
+def direct_readable(h: InstanceHeader) -> bool:
+    """Whether ``read_direct`` reads this plane: native single-frame pixel data in a plain file."""
     return (
         (h.transfer_syntax in LITTLE_NATIVE or h.transfer_syntax == BIG_NATIVE)
         and "::" not in h.ref
@@ -64,7 +65,8 @@ def _fast_path(h: InstanceHeader) -> bool:
     )
 
 
-def _read_direct(h: InstanceHeader, out: npt.NDArray[Any]) -> None:
+def read_direct(h: InstanceHeader, out: npt.NDArray[Any]) -> None:
+    """Read the stored values of a ``direct_readable`` plane into ``out`` (native order, unused bits cleared)."""
     assert h.pixel_offset is not None
     need = out.nbytes
     try:
@@ -116,11 +118,11 @@ def read_planes(planes: Sequence[ImagePlane], out: npt.NDArray[Any], workers: in
     direct: list[int] = []
     by_object: dict[str, list[int]] = defaultdict(list)
     for k, p in enumerate(planes):
-        (direct if _fast_path(p.header) else by_object[p.header.ref]).append(k)
+        (direct if direct_readable(p.header) else by_object[p.header.ref]).append(k)
 
     def run_direct(indices: list[int]) -> None:
         for k in indices:
-            _read_direct(planes[k].header, out[k])
+            read_direct(planes[k].header, out[k])
 
     def run_object(indices: list[int]) -> None:
         h = planes[indices[0]].header

@@ -70,13 +70,20 @@ def load_series(
     workers: int = 0,
 ) -> SeriesVolumes:
     """Read a series into volumes; raise ``NotAVolumeError``/``GeometryError`` with reasons."""
+    plan = checked_plan(headers, nonuniform, label)
+    volumes = [_build(g, workers, label) for g in plan.volumes]
+    return SeriesVolumes(volumes, plan)
+
+
+def checked_plan(headers: Sequence[InstanceHeader], nonuniform: NonUniform = "resample",
+                 label: str = "series") -> StackPlan:
+    """``plan_series``, refusing non-uniform spacing when ``nonuniform`` says so (``GeometryError``)."""
     plan = plan_series(headers, label)
     geom0 = plan.volumes[0]
     if not geom0.uniform and nonuniform == "refuse":
         item = plan.qa.get("spacing")
         raise GeometryError(f"{label}: {item.detail if item else 'non-uniform slice spacing'}; refused")
-    volumes = [_build(g, workers, label) for g in plan.volumes]
-    return SeriesVolumes(volumes, plan)
+    return plan
 
 
 def _output_dtype(lo: float, hi: float, integral: bool) -> np.dtype[Any]:
@@ -89,6 +96,68 @@ def _output_dtype(lo: float, hi: float, integral: bool) -> np.dtype[Any]:
     return np.dtype(np.float32)
 
 
+@dataclass(frozen=True)
+class Rescale:
+    """How a stack's stored values become real values: the output type and how to get there.
+
+    Chosen once for the whole stack from each slice's stored extremes (``plan_rescale``), then
+    applied to the stack at once (``_rescale``) or slice by slice (the streamed NIfTI export):
+    ``same`` keeps the stored values, ``view`` reinterprets them in place as the output type and
+    adds the intercept (CT: stored uint16 -> int16 HU), ``general`` computes in int64/float64.
+    """
+
+    dtype: np.dtype[Any]
+    mode: Literal["same", "view", "general"]
+    integral: bool
+    slopes: npt.NDArray[np.float64]
+    intercepts: npt.NDArray[np.float64]
+
+
+def plan_rescale(stored: np.dtype[Any], mins: npt.NDArray[np.float64], maxs: npt.NDArray[np.float64],
+                 slopes: npt.NDArray[np.float64], intercepts: npt.NDArray[np.float64]) -> Rescale:
+    """The output type (the smallest that holds every real value) and how to compute it."""
+    integral = bool(np.all(slopes == np.round(slopes)) and np.all(intercepts == np.round(intercepts)))
+    identity = bool(np.all(slopes == 1) and np.all(intercepts == 0))
+    ends = np.stack([mins * slopes + intercepts, maxs * slopes + intercepts])
+    out_dtype = _output_dtype(float(ends.min()), float(ends.max()), integral)
+    mode: Literal["same", "view", "general"] = "general"
+    if identity and out_dtype == stored:
+        mode = "same"
+    elif integral and np.all(slopes == 1) and out_dtype.itemsize == stored.itemsize:
+        info = np.iinfo(out_dtype)
+        if info.min <= mins.min() and maxs.max() <= info.max:
+            mode = "view"  # stored values fit the output type: reinterpreting is exact
+    return Rescale(out_dtype, mode, integral, slopes, intercepts)
+
+
+def _wrapped(intercepts: npt.NDArray[np.float64] | float, dtype: np.dtype[Any]) -> Any:
+    """Integer intercepts as ``dtype`` values, modulo its range.
+
+    ``view`` mode adds them in the output type's own arithmetic: the result is exact whenever it
+    fits the type (it does, by the choice of type), even when the intercept itself does not (a
+    negative intercept into unsigned output, which numpy refuses to convert directly).
+    """
+    return np.asarray(intercepts, dtype=np.float64).astype(np.int64).astype(dtype)
+
+
+def rescale_slice(rs: Rescale, k: int, stored: npt.NDArray[Any], out: npt.NDArray[Any]) -> None:
+    """Write the real values of slice ``k`` (its ``stored`` values) into ``out`` (may be ``stored`` itself)."""
+    if rs.mode == "same":
+        if out is not stored:
+            np.copyto(out, stored)
+        return
+    if rs.mode == "view":
+        np.add(stored.view(rs.dtype), _wrapped(rs.intercepts[k], rs.dtype), out=out)
+        return
+    work = (np.int64 if rs.integral else np.float64)
+    tmp = stored.astype(work)
+    if rs.slopes[k] != 1:
+        tmp *= int(rs.slopes[k]) if rs.integral else rs.slopes[k]
+    if rs.intercepts[k] != 0:
+        tmp += int(rs.intercepts[k]) if rs.integral else rs.intercepts[k]
+    out[...] = tmp
+
+
 def _rescale(buf: npt.NDArray[Any], slopes: npt.NDArray[np.float64],
              intercepts: npt.NDArray[np.float64]) -> npt.NDArray[Any]:
     """Apply slope/intercept into the smallest dtype that holds the result.
@@ -97,35 +166,20 @@ def _rescale(buf: npt.NDArray[Any], slopes: npt.NDArray[np.float64],
     fitting 16 bits) is done in place on a reinterpreted view of the stored array:
     one vectorised pass and no second copy of the volume.
     """
-    integral = bool(np.all(slopes == np.round(slopes)) and np.all(intercepts == np.round(intercepts)))
-    identity = bool(np.all(slopes == 1) and np.all(intercepts == 0))
-    mins = buf.min(axis=(1, 2)).astype(np.float64)
-    maxs = buf.max(axis=(1, 2)).astype(np.float64)
-    ends = np.stack([mins * slopes + intercepts, maxs * slopes + intercepts])
-    out_dtype = _output_dtype(float(ends.min()), float(ends.max()), integral)
-    if identity and out_dtype == buf.dtype:
+    rs = plan_rescale(buf.dtype, buf.min(axis=(1, 2)).astype(np.float64), buf.max(axis=(1, 2)).astype(np.float64),
+                      slopes, intercepts)
+    if rs.mode == "same":
         return buf
-    if integral and np.all(slopes == 1) and out_dtype.itemsize == buf.dtype.itemsize:
-        info = np.iinfo(out_dtype)
-        if info.min <= mins.min() and maxs.max() <= info.max:
-            out = buf.view(out_dtype)  # stored values fit the output type: reinterpreting is exact
-            if np.all(intercepts == intercepts[0]):
-                out += out_dtype.type(int(intercepts[0]))
-            else:
-                out += intercepts.astype(out_dtype)[:, None, None]
-            return out
-    if out_dtype.itemsize == buf.dtype.itemsize:
-        out = buf.view(out_dtype)
-    else:
-        out = np.empty(buf.shape, dtype=out_dtype)
-    work = (np.int64 if integral else np.float64)
+    if rs.mode == "view":
+        out = buf.view(rs.dtype)
+        if np.all(intercepts == intercepts[0]):
+            out += _wrapped(intercepts[0], rs.dtype)
+        else:
+            out += _wrapped(intercepts, rs.dtype)[:, None, None]
+        return out
+    out = buf.view(rs.dtype) if rs.dtype.itemsize == buf.dtype.itemsize else np.empty(buf.shape, dtype=rs.dtype)
     for k in range(buf.shape[0]):
-        tmp = buf[k].astype(work)
-        if slopes[k] != 1:
-            tmp *= int(slopes[k]) if integral else slopes[k]
-        if intercepts[k] != 0:
-            tmp += int(intercepts[k]) if integral else intercepts[k]
-        out[k] = tmp
+        rescale_slice(rs, k, buf[k], out[k])
     return out
 
 

@@ -16,16 +16,14 @@ and a later import completes it.
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from inference.errors import UnreadableFileError
 from workstation.dicomio.guards import ImportLimits
@@ -35,9 +33,11 @@ from workstation.dicomio.series import group_series
 from workstation.dicomio.sopclasses import DICOMDIR_CLASS
 from workstation.dicomio.sources import FileRef, expand_paths
 from workstation.dicomio.summary import summarize_series
-from workstation.index.db import StudyIndex
 from workstation.notes import NOTE_SUFFIXES, note_from_document, notes_from_folders, notes_from_headers
-from workstation.settings import get_settings
+from workstation.quick_settings import settings_now
+
+if TYPE_CHECKING:
+    from workstation.index.db import StudyIndex
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def _exit_with_parent(parent: int) -> None:
 
 def default_limits() -> ImportLimits:
     """The import limits from the settings."""
-    return ImportLimits.from_settings(get_settings())
+    return ImportLimits.from_settings(settings_now())
 
 
 def iter_headers(refs: Sequence[str], workers: int = 0, progress: Progress | None = None,
@@ -114,6 +114,9 @@ def iter_headers(refs: Sequence[str], workers: int = 0, progress: Progress | Non
             if progress and (i % 50 == 0 or i == n - 1):
                 progress(i + 1, n)
         return
+    import multiprocessing  # here: reading one series (`convert`) starts no processes
+    from concurrent.futures import ProcessPoolExecutor
+
     chunk = max(16, n // (n_workers * 8))
     chunks = [list(refs[i:i + chunk]) for i in range(0, n, chunk)]
     ctx = multiprocessing.get_context("spawn")
@@ -193,6 +196,8 @@ def import_paths(paths: Iterable[str | Path], index: StudyIndex, *, workers: int
     todo = [str(r) for r in refs if known.get(str(r)) != stats[str(r)] and r not in note_set]
     result.already_indexed = len(unchanged)
     touched: dict[int, set[int]] = {}
+    from workstation.settings import get_settings  # pydantic: not for reading headers alone (`convert`)
+
     every_s = get_settings().import_commit_every_s
     for batch in batches(iter_headers(todo, workers, progress, limits), every_s=every_s):
         _commit(index, batch, stats, result, touched)

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from inference.cancel import CancelledError
-from inference.contract import AnalysisRequest, AnalysisResult
-from inference.volume import Volume
 from workstation import audit
 
-if TYPE_CHECKING:  # the report document (and the drafting rules it imports) is not loaded by e.g. `convert`
+if TYPE_CHECKING:  # the contract, report document (and the drafting rules it imports) are not loaded by `convert`
+    from inference.contract import AnalysisRequest, AnalysisResult
+    from inference.volume import Volume
     from workstation.document.editing import ReportDocument
     from workstation.document.model import Addendum, SignOff
 
@@ -45,8 +45,12 @@ def outcome_of(exc: BaseException | None) -> str:
 
 def study_opened(volume: Volume, how: str) -> None:
     """A series of a study was loaded for reading or analysis (``how``: "viewer", "command line"...)."""
-    audit.record("study.opened", study_uid=study_uid_of(volume),
-                 series_uid=str(volume.metadata.get("series_uid") or ""), how=how)
+    series_opened(study_uid_of(volume), str(volume.metadata.get("series_uid") or ""), how)
+
+
+def series_opened(study_uid: str, series_uid: str, how: str) -> None:
+    """``study_opened`` for a series read without making a ``Volume`` of it (the streamed NIfTI export)."""
+    audit.record("study.opened", study_uid=study_uid, series_uid=series_uid, how=how)
 
 
 def model_run(request: AnalysisRequest, result: AnalysisResult | None, exc: BaseException | None = None) -> None:

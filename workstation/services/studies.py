@@ -5,17 +5,20 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from inference.errors import NotAVolumeError
 from workstation.dicomio.headers import InstanceHeader
 from workstation.dicomio.series import group_series
 from workstation.dicomio.summary import summarize_series
-from workstation.dicomio.volume_builder import NonUniform, SeriesVolumes, load_series
-from workstation.index.db import StudyIndex
+from workstation.dicomio.volume_builder import NonUniform, SeriesVolumes, checked_plan, load_series
 from workstation.index.importer import ImportResult, import_paths, read_headers
-from workstation.index.rows import StudyRow
-from workstation.settings import Settings
+
+if TYPE_CHECKING:
+    from workstation.dicomio.guards import ImportLimits
+    from workstation.index.db import StudyIndex
+    from workstation.index.rows import StudyRow
+    from workstation.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -28,14 +31,15 @@ class SeriesSource:
     headers: list[InstanceHeader]
 
 
-def resolve_series(ident: str, index: StudyIndex | None) -> SeriesSource:
-    """A series by index id/key/UID, or the one image series in a folder or file."""
+def resolve_series(ident: str, index: StudyIndex | None, limits: ImportLimits | None = None) -> SeriesSource:
+    """A series by index id/key/UID, or the one image series in a folder or file (read within ``limits``:
+    by default the settings')."""
     path = Path(ident)
     if path.exists():
         from workstation.dicomio.sources import expand_paths
 
         refs, _ = expand_paths([path])
-        headers, rejected = read_headers([str(r) for r in refs])
+        headers, rejected = read_headers([str(r) for r in refs], limits=limits)
         for r in rejected:
             logger.warning("skipped %s: %s", r.file, r.reason)
         groups = [g for g in group_series(headers) if g.kind == "image"]
@@ -114,6 +118,37 @@ def load_series_volumes(source: SeriesSource, nonuniform: NonUniform = "resample
     if loaded.volumes:
         study_opened(loaded.volumes[0], "loaded for analysis or conversion")
     return loaded
+
+
+@dataclass
+class ConvertedSeries:
+    """What ``convert_series`` wrote: the file, how many volumes, their grid (slices, rows, columns), notes."""
+
+    path: Path
+    volumes: int
+    grid: tuple[int, ...]
+    notes: tuple[str, ...]
+
+
+def convert_series(source: SeriesSource, out: str | Path, nonuniform: NonUniform = "resample") -> ConvertedSeries:
+    """Write a resolved series as NIfTI (recorded in the audit trail as the study being opened).
+
+    A plain stack of uncompressed slices streams into the file without being held whole
+    (``dicomio.nifti_stream``: same bytes, a fraction of the memory); anything else is loaded
+    into volumes and written.
+    """
+    from workstation.dicomio.nifti import write_nifti
+    from workstation.dicomio.nifti_stream import prepare_stream
+    from workstation.services.audit_trail import series_opened
+
+    stream = prepare_stream(checked_plan(source.headers, nonuniform, source.label))
+    if stream is not None:
+        first = stream.geometry.planes[0].header
+        series_opened(first.study_uid, first.series_uid, "loaded for analysis or conversion")
+        return ConvertedSeries(stream.write(out), 1, stream.grid, ())
+    loaded = load_series_volumes(source, nonuniform)
+    volume = loaded.volumes[0]
+    return ConvertedSeries(write_nifti(loaded.volumes, out), len(loaded.volumes), volume.shape, volume.notes)
 
 
 def series_json(index: StudyIndex, series_id: int) -> dict[str, Any]:
