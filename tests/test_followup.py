@@ -84,6 +84,44 @@ def test_real_chest_ct_registers_to_a_moved_copy_within_1_mm_at_lung_and_bone(
     assert any("rigid registration" in s for _, s in seen)
 
 
+@pytest.mark.parametrize(("first", "last"), [(25, 55), (0, 40)])
+def test_a_prior_with_a_shorter_field_of_view_registers_and_passes_its_check(
+    chest_pair: tuple[Volume, Volume, np.ndarray, np.ndarray], first: int, last: int,
+) -> None:
+    """Follow-ups rarely cover the same length (a chest-only prior, a current that goes lower). The prior
+    here keeps slices ``first``..``last`` of 79 and has other noise (another dose); the check scored 0 and
+    refused the comparison when under half of the current's body lay in the prior's field."""
+    current, prior, truth, lungs = chest_pair
+    rng = np.random.default_rng(2)
+    part = prior.array[first:last].astype(np.float32) + rng.normal(0.0, 25.0, size=prior.array[first:last].shape)
+    affine = prior.affine.copy()
+    affine[:3, 3] += prior.affine[:3, 0] * first
+    short = Volume(np.clip(part, -1024, 3071).astype(np.int16), affine, modality="CT", units="HU")
+    result = register(current, short)
+    assert result.passed, result.reason
+    edge = np.zeros(current.shape, dtype=bool)
+    edge[8:-8, 8:-8, 8:-8] = True
+    idx = np.argwhere(lungs & edge)
+    points = current.index_to_lps(idx[rng.choice(len(idx), 300, replace=False)])
+    slice_in_prior = short.lps_to_index(points @ truth[:3, :3].T + truth[:3, 3])[:, 0]
+    covered = points[(slice_in_prior >= 0) & (slice_in_prior <= short.shape[0] - 1)]
+    assert len(covered) > 50
+    assert _residuals(result.to_prior(covered), truth, covered).max() <= 1.0
+
+
+def test_a_prior_that_shares_too_little_anatomy_is_refused_with_that_reason(
+    chest_pair: tuple[Volume, Volume, np.ndarray, np.ndarray],
+) -> None:
+    """Two slices of the prior: no alignment can be checked on that; the reason names the overlap."""
+    current, prior, _, _ = chest_pair
+    affine = prior.affine.copy()
+    affine[:3, 3] += prior.affine[:3, 0] * 40
+    sliver = Volume(np.ascontiguousarray(prior.array[40:42]), affine, modality="CT", units="HU")
+    result = register(current, sliver)
+    assert not result.passed
+    assert "overlap" in result.reason
+
+
 def test_a_registration_that_fails_its_check_says_so(chest_pair: tuple[Volume, Volume, np.ndarray, np.ndarray]) -> None:
     current, _, _, _ = chest_pair
     noise = np.random.default_rng(1).integers(-1000, 1000, size=current.shape).astype(np.int16)

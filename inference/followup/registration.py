@@ -38,7 +38,15 @@ logger = logging.getLogger(__name__)
 QUALITY_NAME = "normalised cross-correlation over the body after alignment"
 METRIC_NAME = "Mattes mutual information"
 MIN_OVERLAP = 0.5
-"""Share of the current study's body that must fall inside the prior's field for the check to score at all."""
+"""Share of the smaller study's body that must lie in the other's field after alignment for the check to score.
+
+Follow-ups rarely cover the same length (a chest-only prior to a chest-abdomen
+current): what must overlap is most of whichever study covers less, not most of
+the current one; an alignment that pushes the anatomy apart overlaps in neither.
+"""
+MIN_VOXELS_PER_AXIS = 4
+"""Fewer voxels than this along an axis at the registration spacing: too little anatomy to align (and ITK's
+multi-resolution smoothing cannot run)."""
 
 
 @dataclass(frozen=True)
@@ -143,6 +151,11 @@ def register(
     body = np.asarray(fixed_vol.array > opts.body_hu, dtype=np.uint8)
     if int(body.sum()) < 100:
         raise GeometryError("the current study holds too little body above the air threshold to register")
+    thin = _too_thin(fixed_vol, "current") or _too_thin(moving_vol, "prior")
+    if thin:
+        progress(1.0, "registration not possible")
+        return _refused(thin, opts, time.perf_counter() - start)
+    prior_body = np.asarray(moving_vol.array > opts.body_hu, dtype=np.uint8)
     mask = sitk.GetImageFromArray(body)
     mask.CopyInformation(fixed)
     token.raise_if_cancelled()
@@ -150,10 +163,10 @@ def register(
     initial = sitk.CenteredTransformInitializer(
         fixed, moving, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.MOMENTS
     )
-    identity_ncc = _correlation(fixed, moving, sitk.Euler3DTransform(), body)
+    identity_ncc, _ = _check(fixed, moving, sitk.Euler3DTransform(), body, prior_body)
     rigid, rigid_metric = _run_stage(fixed, moving, mask, initial, opts, progress, token, (0.05, 0.6), "rigid")
     rigid_m = transform_matrix(rigid)
-    ncc = _correlation(fixed, moving, rigid, body)
+    ncc, overlap = _check(fixed, moving, rigid, body, prior_body)
     kind, matrix, metric = "rigid", rigid_m, rigid_metric
     if ncc < opts.min_correlation and opts.allow_affine:
         affine0 = sitk.AffineTransform(3)
@@ -161,18 +174,20 @@ def register(
         affine0.SetTranslation(rigid.GetTranslation())
         affine0.SetCenter(rigid.GetCenter())
         affine, affine_metric = _run_stage(fixed, moving, mask, affine0, opts, progress, token, (0.6, 0.95), "affine")
-        affine_ncc = _correlation(fixed, moving, affine, body)
+        affine_ncc, affine_overlap = _check(fixed, moving, affine, body, prior_body)
         if affine_ncc > ncc:
-            kind, matrix, metric, ncc = "affine", transform_matrix(affine), affine_metric, affine_ncc
+            kind, matrix, metric, ncc, overlap = (
+                "affine", transform_matrix(affine), affine_metric, affine_ncc, affine_overlap)
     passed = ncc >= opts.min_correlation
-    reason = (
-        ""
-        if passed
-        else (
-            f"alignment check failed: {QUALITY_NAME} {ncc:.3f} below {opts.min_correlation:.2f} "
-            f"(before alignment {identity_ncc:.3f}); the studies may not show the same anatomy"
-        )
-    )
+    if passed:
+        reason = ""
+    elif overlap < MIN_OVERLAP:
+        reason = (f"alignment check failed: after alignment the studies overlap in only {overlap:.0%} of the "
+                  f"smaller one's body (at least {MIN_OVERLAP:.0%} needed to check it); the studies may not "
+                  "show the same anatomy")
+    else:
+        reason = (f"alignment check failed: {QUALITY_NAME} {ncc:.3f} below {opts.min_correlation:.2f} "
+                  f"(before alignment {identity_ncc:.3f}); the studies may not show the same anatomy")
     elapsed = time.perf_counter() - start
     progress(1.0, "registration done")
     logger.info(
@@ -220,10 +235,11 @@ def _run_stage(
         gradientMagnitudeTolerance=1e-6,
     )
     reg.SetOptimizerScalesFromPhysicalShift()
+    smallest = min(*fixed.GetSize(), *moving.GetSize())
     levels = [
         (s, g)
         for s, g in zip(opts.shrink_factors, opts.smoothing_sigmas, strict=True)
-        if min(fixed.GetSize()) // s >= 4
+        if smallest // s >= MIN_VOXELS_PER_AXIS
     ]
     if not levels:
         levels = [(1, 0.0)]
@@ -259,23 +275,62 @@ def _run_stage(
     return transform, float(reg.GetMetricValue())
 
 
-def _correlation(fixed: Any, moving: Any, transform: Any, body: npt.NDArray[np.uint8]) -> float:
-    """Normalised cross-correlation of ``fixed`` and ``moving`` resampled through ``transform``, over ``body``.
+def _too_thin(volume: Volume, which: str) -> str:
+    """Why ``volume`` (at the registration spacing) is too small along an axis to align; "" when it is not."""
+    for n, step, axis in zip(volume.shape, volume.spacing, ("slices", "rows", "columns"), strict=True):
+        if n < MIN_VOXELS_PER_AXIS:
+            return (f"registration not possible: the {which} study covers only {n * step:.0f} mm across its "
+                    f"{axis}, too little anatomy to align and check (the studies hardly overlap)")
+    return ""
 
-    Only body voxels that land inside the prior's field count (the two
-    studies rarely cover the same length); when fewer than ``MIN_OVERLAP`` of
-    them do, the alignment pushed the anatomy out of the prior and scores 0.
+
+def _refused(reason: str, opts: RegistrationOptions, elapsed_s: float) -> RegistrationResult:
+    """A result that was never aligned: identity, ``passed=False``, with the reason."""
+    return RegistrationResult.from_array(
+        np.eye(4), kind="rigid", metric_name=METRIC_NAME, metric_value=0.0, quality_name=QUALITY_NAME,
+        quality_value=0.0, quality_threshold=opts.min_correlation, passed=False, reason=reason,
+        elapsed_s=round(elapsed_s, 3),
+    )
+
+
+def _check(fixed: Any, moving: Any, transform: Any, body: npt.NDArray[np.uint8],
+           prior_body: npt.NDArray[np.uint8]) -> tuple[float, float]:
+    """(normalised cross-correlation over the shared body, overlap share) of ``moving`` aligned by ``transform``.
+
+    The correlation counts only the current's body voxels that land inside the
+    prior's field (the two studies rarely cover the same length). The overlap
+    is the larger of two shares: of the current's body inside the prior's field,
+    and of the prior's body inside the current's field; below ``MIN_OVERLAP``
+    the alignment pushed the anatomy apart (or the studies hardly overlap) and
+    the correlation scores 0.
     """
     import SimpleITK as sitk  # noqa: N813 (its documented alias)
 
     warped = sitk.Resample(moving, fixed, transform, sitk.sitkLinear, -1.0, sitk.sitkFloat32)
     b_all = sitk.GetArrayViewFromImage(warped)
     inside = (body > 0) & (b_all >= 0.0)  # images are shifted to >= 0; -1 marks outside the prior
-    if inside.sum() < MIN_OVERLAP * max(int((body > 0).sum()), 1):
-        return 0.0
+    current_share = float(inside.sum()) / max(int((body > 0).sum()), 1)
+    prior_share = _prior_share_inside(fixed, moving, transform, prior_body)
+    overlap = max(current_share, prior_share)
+    if overlap < MIN_OVERLAP or not inside.any():
+        return 0.0, overlap
     a = sitk.GetArrayViewFromImage(fixed)[inside].astype(np.float64)
     b = b_all[inside].astype(np.float64)
     a -= a.mean()
     b -= b.mean()
     denom = float(np.sqrt((a * a).sum() * (b * b).sum()))
-    return float((a * b).sum() / denom) if denom > 0 else 0.0
+    return (float((a * b).sum() / denom) if denom > 0 else 0.0), overlap
+
+
+def _prior_share_inside(fixed: Any, moving: Any, transform: Any, prior_body: npt.NDArray[np.uint8]) -> float:
+    """Share of the prior's body (in volume) that ``transform`` places inside the current's field."""
+    import SimpleITK as sitk  # noqa: N813 (its documented alias)
+
+    total = int(prior_body.sum())
+    if total == 0:
+        return 0.0
+    mask = sitk.GetImageFromArray(prior_body)
+    mask.CopyInformation(moving)
+    placed = sitk.Resample(mask, fixed, transform, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    voxel_ratio = float(np.prod(fixed.GetSpacing())) / float(np.prod(moving.GetSpacing()))
+    return min(1.0, int(sitk.GetArrayViewFromImage(placed).sum()) * voxel_ratio / total)
