@@ -20,6 +20,7 @@ from inference.findings import Lesion
 from inference.followup.guidelines import recommend
 from inference.followup.matching import match_lesions
 from inference.followup.model import Comparison, RegistrationResult
+from inference.followup.space import FieldOfView
 
 PRIOR_DATE = date(2025, 11, 5)
 CURRENT_DATE = date(2026, 11, 6)  # 366 days later
@@ -54,12 +55,17 @@ def prior_lesions(current: Sequence[Lesion]) -> list[Lesion]:
 
 
 def sample_comparison(current: Sequence[Lesion], *, passed: bool = True, description: str = "CT CHEST",
-                      screening: bool = False) -> Comparison:
-    """The comparison of ``current`` (at least three lesions) with the made-up prior."""
+                      screening: bool = False, current_field: FieldOfView | None = None,
+                      prior_field: FieldOfView | None = None) -> Comparison:
+    """The comparison of ``current`` (at least three lesions) with the made-up prior.
+
+    ``current_field``/``prior_field``: the studies' fields of view (None: every place imaged by both).
+    """
     reg = registration(passed)
     interval = (CURRENT_DATE - PRIOR_DATE).days
     compared = list(current)
-    changes = match_lesions(compared, prior_lesions(current), reg, interval) if passed else ()
+    changes = match_lesions(compared, prior_lesions(current), reg, interval, current_field=current_field,
+                            prior_field=prior_field) if passed else ()
     outcome = recommend(compared, changes, screening=screening, interval_days=interval)
     return Comparison(PRIOR_DATE, "1.2.826.0.1.3680043.8.498.1", description, PRIOR_SERIES,
                       "1.2.826.0.1.3680043.8.498.2", CURRENT_DATE, reg, changes, outcome.recommendation,

@@ -16,6 +16,10 @@ the same record. Wording, fixed so that each number carries its time point:
   mm, now 12 x 10 mm; volume prior 268 mm³, now 905 mm³ (+238%); volume
   doubling time 212 days; prior series 3, image 40; current series 2, image 78.";
   new lesions give only "now", resolved ones ("Prior nodule 3") only "prior";
+  a lesion outside the other study's field of view (``not covered``) says so
+  and that no comparison is possible, with no change, no doubling time:
+  "Nodule 4 (left lower zone): not included in the prior examination's field
+  of view; no comparison possible; now 12 x 10 mm (mean 11.0 mm), ...";
 - the impression: the change of each lesion that answers a follow-up request
   (``change_clause``), a summary of the changes, and the guideline
   recommendation exactly as the record holds it, with its rule; with no
@@ -38,6 +42,8 @@ logger = logging.getLogger(__name__)
 MAX_LISTED_CHANGES = 10
 DAYS_PER_MONTH = 365.25 / 12.0
 NO_PRIOR = "No prior imaging was available for comparison."
+OUTSIDE_PRIOR = "not included in the prior examination's field of view; no comparison possible"
+OUTSIDE_CURRENT = "not included in the current examination's field of view; no comparison possible"
 
 
 def months(days: int) -> float:
@@ -84,6 +90,13 @@ def _mean(s: LesionSnapshot) -> str:
     return f"{format_value(s.mean_diameter_mm, 1)} mm"
 
 
+def status_text(ch: LesionChange) -> str:
+    """The status as the report words it: its name, or for a ``not covered`` lesion which study did not image it."""
+    if ch.status is ChangeStatus.NOT_COVERED:
+        return OUTSIDE_PRIOR if ch.current is not None else OUTSIDE_CURRENT
+    return ch.status.value
+
+
 def change_line(ch: LesionChange, inputs: ReportInputs) -> str:
     """One lesion's line of the Comparison section (module docstring)."""
     noun = noun_for(inputs, ch.current_id)
@@ -96,7 +109,7 @@ def change_line(ch: LesionChange, inputs: ReportInputs) -> str:
         extra = []
         head = f"Prior {noun} {ch.prior.number}" if ch.prior is not None else noun.capitalize()
     inside = "; ".join([*extra, *([zone] if zone else [])])
-    parts = [f"{head}{f' ({inside})' if inside else ''}: {ch.status.value}"]
+    parts = [f"{head}{f' ({inside})' if inside else ''}: {status_text(ch)}"]
     pri, cur = ch.prior, ch.current
     if pri is not None and cur is not None:
         dmean = f" ({_signed(ch.diameter_change_mm, 1)} mm)" if ch.diameter_change_mm is not None else ""
@@ -151,6 +164,9 @@ def change_clause(ch: LesionChange, c: Comparison) -> str:
     """A current lesion's change for the impression: "grown since 2025-11-06 (mean diameter prior 7.5 mm, now
     11.0 mm, volume +238%, volume doubling time 212 days)"."""
     since = f"since {c.prior_study_date.isoformat()}"
+    if ch.status is ChangeStatus.NOT_COVERED:
+        return (f"not included in the field of view of the prior of {c.prior_study_date.isoformat()}; "
+                "no comparison possible")
     if ch.status is ChangeStatus.NEW or ch.prior is None or ch.current is None:
         return f"new {since}"
     parts = [f"mean diameter prior {_mean(ch.prior)}, now {_mean(ch.current)}"]
@@ -182,8 +198,11 @@ def summary_item(inputs: ReportInputs) -> str | None:
     if not c.changes:
         return None
     parts = []
-    for status in _SUMMARY_ORDER:
-        group = c.by_status(status)
+    unseen = c.by_status(ChangeStatus.NOT_COVERED)
+    groups: list[tuple[ChangeStatus, list[LesionChange]]] = [(status, c.by_status(status)) for status in _SUMMARY_ORDER]
+    groups += [(ChangeStatus.NOT_COVERED, [ch for ch in unseen if ch.current is not None]),
+               (ChangeStatus.NOT_COVERED, [ch for ch in unseen if ch.current is None])]
+    for status, group in groups:
         if not group:
             continue
         noun = noun_for(inputs, group[0].current_id)
@@ -194,6 +213,11 @@ def summary_item(inputs: ReportInputs) -> str | None:
                 name += f", volume doubling time {format_value(ch.doubling_time_days, 0)} days"
             names.append(name)
         plural = "s" if len(group) != 1 else ""
+        if status is ChangeStatus.NOT_COVERED:  # no change to count: say where it lay instead
+            which = "prior" if group[0].current is not None else "current"
+            parts.append(f"{len(group)} {noun}{plural} outside the {which} examination's field of view, not "
+                         f"compared ({'; '.join(names)})")
+            continue
         parts.append(f"{len(group)} {status.value} {noun}{plural} ({'; '.join(names)})")
     return f"Since the prior of {c.prior_study_date.isoformat()} ({c.interval_days} days): {', '.join(parts)}."
 

@@ -12,7 +12,10 @@ Rules (used by ``inference.drafting.grounding.check_sentence`` before its own):
    texts or (Clinical information, Comparison) the notes. Ages ("68 years old")
    are not times.
 3. "prior nodule 3" must be a lesion of the prior in the record, and a count of
-   a status ("1 new nodule", "two stable nodules") the record's count.
+   a status ("1 new nodule", "two stable nodules") the record's count
+   (``inference.drafting.grounding_status``, which also holds rule 6: the status
+   said of a named lesion must be its status in the record, so a lesion outside
+   the other study's field of view is never called new or resolved).
 4. Image references of the prior ("prior series 3, image 40"; in the Comparison
    section every "series N, image M") must be the image of the lesion named
    before them in the record (prior or current as marked), and "series N"
@@ -44,24 +47,14 @@ from dataclasses import dataclass
 
 from inference.drafting.draft import CLINICAL, COMPARISON, FINDINGS, IMPRESSION
 from inference.drafting.facts import COMPARISON_LINK, ChangeFacts, Fact, FindingLink, GroundingFacts, TextSource
+from inference.drafting.grounding_status import LESION_REF, StatusVerdicts, check_named_status, check_status_counts
 from inference.drafting.quantities import Quantity, find_quantities, format_value
 from inference.drafting.times import DATE, date_of, find_times
-from inference.followup.model import ChangeStatus
 
 logger = logging.getLogger(__name__)
 
-_LESION_REF = re.compile(r"\b(?:(prior|previous)\s+)?(?:nodule|lesion|mass|candidate)\s+(?:no\.?\s*|#\s*)?(\d+)\b",
-                         re.IGNORECASE)
 _PRIOR_REF = re.compile(r"\b(?:prior|previous)\s+(?:nodule|lesion|mass|candidate)\s+(?:no\.?\s*|#\s*)?(\d+)\b",
                         re.IGNORECASE)
-_COUNT_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
-                "ten": 10}
-_STATUS_WORDS = {"new": ChangeStatus.NEW, "grown": ChangeStatus.GROWN, "growing": ChangeStatus.GROWN,
-                 "enlarging": ChangeStatus.GROWN, "stable": ChangeStatus.STABLE, "unchanged": ChangeStatus.STABLE,
-                 "shrunk": ChangeStatus.SHRUNK, "shrinking": ChangeStatus.SHRUNK, "smaller": ChangeStatus.SHRUNK,
-                 "resolved": ChangeStatus.RESOLVED}
-_STATUS_COUNT = re.compile(rf"\b(\d+|{'|'.join(_COUNT_WORDS)})\s+({'|'.join(_STATUS_WORDS)})\s+"
-                           r"(?:nodules?|lesions?|masses|nodule\s+candidates)\b", re.IGNORECASE)
 _IMAGE = re.compile(r"\bseries\s+(\d+)(?:\s*,?\s*image\s+(\d+))?\b", re.IGNORECASE)
 _PRIOR_WORD = re.compile(r"\b(?:prior|previous(?:ly)?|then|earlier|baseline|before|from|was)\b", re.IGNORECASE)
 _NOW_WORD = re.compile(r"\b(?:now|current(?:ly)?|today|present(?:ly)?|to|is)\b", re.IGNORECASE)
@@ -105,7 +98,7 @@ class _Sentence:
     def named(self, position: int, same_part: bool) -> ChangeFacts | None:
         """The record's change of the lesion named nearest before ``position`` ("nodule 1", "prior nodule 2")."""
         start = self.text.rfind(";", 0, position) + 1 if same_part else 0
-        refs = list(_LESION_REF.finditer(self.text, start, position))
+        refs = list(LESION_REF.finditer(self.text, start, position))
         if not refs:
             return None
         ref = refs[-1]
@@ -118,13 +111,14 @@ class _Sentence:
 
 def check_comparison(text: str, section: str, facts: GroundingFacts, reasons: list[str],
                      links: list[FindingLink]) -> tuple[str, set[int]]:
-    """Rules 1-5 of the module docstring: ``(text with judged spans masked, starts of quantities judged)``."""
+    """Rules 1-6 of the module docstring: ``(text with judged spans masked, starts of quantities judged)``."""
     s = _Sentence(text, section, facts, reasons, links)
     if section != CLINICAL:
         _check_dates(s)
     _check_times(s)
+    _apply(s, check_status_counts(s.text, facts.comparison))
+    _apply(s, check_named_status(s.text, facts.changes))
     _check_prior_refs(s)
-    _check_status_counts(s)
     _check_images(s)
     _check_category(s)
     judged = _check_quantities(s)
@@ -203,20 +197,13 @@ def _check_prior_refs(s: _Sentence) -> None:
         s.text = _blank(s.text, m.start(), m.end())
 
 
-def _check_status_counts(s: _Sentence) -> None:
-    c = s.facts.comparison
-    for m in list(_STATUS_COUNT.finditer(s.text)):
-        word = m.group(1).lower()
-        count = int(word) if word.isdigit() else _COUNT_WORDS[word]
-        status = _STATUS_WORDS[m.group(2).lower()]
-        found = len(c.by_status(status)) if c is not None and c.registration.passed else None
-        if found is None:
-            s.reasons.append(f"counts {count} {status.value} lesion(s), but no comparison was made")
-        elif found != count:
-            s.reasons.append(f"counts {count} {status.value} lesion(s), but the comparison record has {found}")
-        else:
-            _link(s.links, COMPARISON_LINK)
-        s.text = _blank(s.text, m.start(), m.end())
+def _apply(s: _Sentence, verdicts: StatusVerdicts) -> None:
+    s.text = verdicts.text
+    s.reasons += verdicts.reasons
+    for link in verdicts.links:
+        _link(s.links, link)
+    if verdicts.counted:
+        _link(s.links, COMPARISON_LINK)
 
 
 def _check_images(s: _Sentence) -> None:

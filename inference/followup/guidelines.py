@@ -31,6 +31,10 @@ Two published schemes, chosen by the clinical setting:
   < 8 mm), 4B (>= 15 mm at baseline, new or growing >= 8 mm); the exam's
   category is that of its most suspicious nodule.
 
+A nodule ``not covered`` by the prior (outside its field of view) has no
+change information: Lung-RADS grades it as at baseline, Fleischner by its size
+(it never counts as new, growing or stable for 2 years), and the basis says so.
+
 Only solid nodules are covered (mean attenuation at or above
 ``SOLID_MIN_HU``); for anything else, or when nothing was measured, no
 recommendation is made and the reason is given instead.
@@ -158,9 +162,13 @@ def fleischner(
     size = mean_diameter(largest)
     multiple = len(nodules) > 1
     band = "<6 mm" if size < 6.0 else ("6-8 mm" if size <= 8.0 else ">8 mm")
+    unseen = sorted(n for c in relevant if c.status is ChangeStatus.NOT_COVERED and (n := c.current_id) is not None)
     text = _FLEISCHNER_TABLE[(band, multiple, high_risk)]
     rule = f"{FLEISCHNER}: solid nodule, {'multiple' if multiple else 'single'}, {band}, {risk}"
     basis = f"largest nodule (nodule {largest.number}) {size:.1f} mm mean diameter; {len(nodules)} nodule(s)"
+    if unseen:
+        basis += (f"; nodule{'s' if len(unseen) > 1 else ''} {', '.join(map(str, unseen))} not in the prior's "
+                  "field of view: assessed by size")
     return GuidelineOutcome(
         Recommendation(text=text, rule=rule, guideline=FLEISCHNER, basis=basis, assumptions=assumptions)
     )
@@ -186,7 +194,8 @@ def lung_rads_category(size_mm: float, status: ChangeStatus | None) -> str:
     """The Lung-RADS v2022 category of one solid nodule.
 
     ``status`` None means a baseline exam (no prior); ``NEW``/``GROWN`` use the
-    new and growing rows; ``STABLE``/``SHRUNK`` an existing nodule not growing.
+    new and growing rows; ``STABLE``/``SHRUNK`` an existing nodule not growing;
+    ``NOT_COVERED`` (the prior did not image it) the baseline rows.
     """
     if status is ChangeStatus.NEW:
         return "2" if size_mm < 4.0 else "3" if size_mm < 6.0 else "4A" if size_mm < 8.0 else "4B"
@@ -218,7 +227,12 @@ def lung_rads(lesions: Sequence[Lesion], changes: Sequence[LesionChange] = ()) -
         status = by_current.get(x.number) if changes else None
         graded.append((lung_rads_category(mean_diameter(x), status), x, status))
     cat, worst, status = max(graded, key=lambda g: (_RANK[g[0]], mean_diameter(g[1])))
-    how = f", {status.value}" if status is not None else ", baseline"
+    if status is None:
+        how = ", baseline"
+    elif status is ChangeStatus.NOT_COVERED:
+        how = ", not in the prior's field of view: graded as at baseline"
+    else:
+        how = f", {status.value}"
     basis = f"nodule {worst.number}: {mean_diameter(worst):.1f} mm mean diameter{how}; {len(nodules)} nodule(s)"
     return GuidelineOutcome(
         Recommendation(

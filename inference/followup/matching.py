@@ -6,7 +6,11 @@ same one when their centres lie within ``ChangeCriteria.match_distance_mm``
 plus ``match_size_factor`` times the larger long axis. Pairs are chosen one to
 one by the Hungarian method on distance (scipy), so a close pair is never
 broken to make a farther one. Unpaired current lesions are ``new``, unpaired
-prior lesions ``resolved``.
+prior lesions ``resolved`` -- unless the other study never imaged the place:
+an unpaired lesion whose centre, carried through the registration, does not
+lie inside the other study's ``FieldOfView`` by at least half its long axis
+(it would not have been imaged whole) is ``not covered`` (no change is known).
+Without the fields (``None``) every place is taken as imaged by both studies.
 
 Status of a pair (``ChangeCriteria``): ``grown`` when the mean diameter rose by
 more than 1.5 mm (Fleischner 2017, Lung-RADS v2022) or the volume by more than
@@ -22,9 +26,11 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from inference.findings.model import Lesion
-from inference.followup.model import ChangeCriteria, ChangeStatus, LesionChange, LesionSnapshot, RegistrationResult
+from inference.followup.model import ChangeCriteria, ChangeStatus, LesionChange, LesionSnapshot
+from inference.followup.space import FieldOfView, RegistrationResult
 
 logger = logging.getLogger(__name__)
 
@@ -83,11 +89,16 @@ def match_lesions(
     registration: RegistrationResult,
     interval_days: float,
     criteria: ChangeCriteria | None = None,
+    *,
+    current_field: FieldOfView | None = None,
+    prior_field: FieldOfView | None = None,
 ) -> tuple[LesionChange, ...]:
     """Every current and prior lesion in one change record each, current lesions first (by number).
 
-    Order: matched and new lesions in the current study's numbering, then the
-    resolved prior lesions in the prior's numbering.
+    Order: matched, new and not covered current lesions in the current study's
+    numbering, then the resolved and not covered prior lesions in the prior's.
+    ``prior_field``/``current_field``: the studies' fields of view, which decide
+    ``not covered`` for unpaired lesions (module docstring).
     """
     from scipy.optimize import linear_sum_assignment
 
@@ -112,21 +123,43 @@ def match_lesions(
             j, d = pairs[i]
             changes.append(change_of_pair(pri[j], c, interval_days, crit, d))
         else:
-            changes.append(
-                LesionChange(
-                    status=ChangeStatus.NEW, current=c, prior=None, doubling_time_reason="new lesion: no prior volume"
-                )
-            )
+            changes.append(_unpaired_current(c, registration, prior_field))
     used = {j for j, _ in pairs.values()}
     for j, p in sorted(enumerate(pri), key=lambda t: t[1].number):
         if j not in used:
-            changes.append(
-                LesionChange(
-                    status=ChangeStatus.RESOLVED,
-                    current=None,
-                    prior=p,
-                    doubling_time_reason="resolved: no current volume",
-                )
-            )
-    logger.info("matched %d of %d current and %d prior lesions", len(pairs), len(cur), len(pri))
+            changes.append(_unpaired_prior(p, registration, current_field))
+    outside = sum(ch.status is ChangeStatus.NOT_COVERED for ch in changes)
+    logger.info("matched %d of %d current and %d prior lesions; %d outside the other study's field of view",
+                len(pairs), len(cur), len(pri), outside)
     return tuple(changes)
+
+
+def imaged_in(field: FieldOfView | None, centre_there: npt.ArrayLike, long_axis_mm: float) -> bool:
+    """Whether a lesion whose centre lies at ``centre_there`` (LPS of the other study) was imaged whole there.
+
+    ``field`` None (not known): taken as imaged.
+    """
+    if field is None:
+        return True
+    return bool(field.contains(np.asarray(centre_there, dtype=np.float64).reshape(1, 3), long_axis_mm / 2.0)[0])
+
+
+def _unpaired_current(c: LesionSnapshot, registration: RegistrationResult, prior_field: FieldOfView | None
+                      ) -> LesionChange:
+    """A current lesion without a prior partner: ``new``, or ``not covered`` when the prior never imaged it."""
+    if imaged_in(prior_field, registration.to_prior(c.centroid_lps), c.long_axis_mm):
+        return LesionChange(status=ChangeStatus.NEW, current=c, prior=None,
+                            doubling_time_reason="new lesion: no prior volume")
+    return LesionChange(status=ChangeStatus.NOT_COVERED, current=c, prior=None,
+                        doubling_time_reason="not included in the prior examination's field of view: no prior volume")
+
+
+def _unpaired_prior(p: LesionSnapshot, registration: RegistrationResult, current_field: FieldOfView | None
+                    ) -> LesionChange:
+    """A prior lesion without a current partner: ``resolved``, or ``not covered`` when the current does not image it."""
+    if imaged_in(current_field, registration.to_current(p.centroid_lps), p.long_axis_mm):
+        return LesionChange(status=ChangeStatus.RESOLVED, current=None, prior=p,
+                            doubling_time_reason="resolved: no current volume")
+    return LesionChange(status=ChangeStatus.NOT_COVERED, current=None, prior=p,
+                        doubling_time_reason="not included in the current examination's field of view: "
+                                             "no current volume")

@@ -10,7 +10,8 @@ Conventions:
 
 - Points are LPS mm (``inference.volume``). ``RegistrationResult.matrix`` maps a
   point of the *current* study to the same anatomy in the *prior* study
-  (``p_prior = M @ [x, y, z, 1]``); ``to_current`` is its inverse.
+  (``p_prior = M @ [x, y, z, 1]``); ``to_current`` is its inverse. It lives in
+  ``inference.followup.space`` with each study's ``FieldOfView`` (re-exported here).
 - Volumes are stored in mL like ``inference.findings.model.Lesion.volume_ml``;
   the ``*_mm3`` properties give nodule volumetry's unit.
 - ``Comparison.to_dict`` is the ``"comparison"`` block of ``findings.json``;
@@ -20,34 +21,39 @@ Conventions:
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
-
-from inference.errors import WorkstationError
 from inference.findings.model import Lesion
+from inference.followup.space import ComparisonFormatError as ComparisonFormatError
+from inference.followup.space import RegistrationResult as RegistrationResult
 
 logger = logging.getLogger(__name__)
 
 
-class ComparisonFormatError(WorkstationError):
-    """A stored ``"comparison"`` block is missing a field or holds a value of the wrong kind."""
-
-
 class ChangeStatus(StrEnum):
-    """How a lesion changed between the prior and the current study."""
+    """How a lesion changed between the prior and the current study.
+
+    ``NEW`` and ``RESOLVED`` claim that the other study imaged the place and
+    showed no lesion there. ``NOT_COVERED`` is an unmatched lesion whose centre,
+    carried through the registration into the other study, lies outside that
+    study's field of view (``inference.followup.space.FieldOfView``: its voxel
+    grid, with half the lesion's long axis as the margin): the other study never
+    imaged it, so nothing is known of its change. A current lesion then reads
+    "not included in the prior examination's field of view; no comparison
+    possible", a prior one "not included in the current examination's field of
+    view"; guidelines treat it as at baseline (never new, never growing).
+    """
 
     NEW = "new"
     GROWN = "grown"
     STABLE = "stable"
     SHRUNK = "shrunk"
     RESOLVED = "resolved"
+    NOT_COVERED = "not covered"
 
 
 @dataclass(frozen=True)
@@ -75,110 +81,6 @@ class ChangeCriteria:
             f"lesions matched within {self.match_distance_mm:g} mm + {self.match_size_factor:g} x long axis "
             "after registration"
         )
-
-
-@dataclass(frozen=True)
-class RegistrationResult:
-    """The transform aligning the prior to the current study, with how well it did.
-
-    ``matrix`` (4x4, row-major, LPS mm) maps current -> prior points. ``kind``
-    is ``"rigid"``, ``"affine"`` or ``"identity"`` (the same frame of reference,
-    nothing to do). ``metric_name``/``metric_value`` are the optimiser's final
-    value (Mattes mutual information: more negative is better). The quality
-    check is independent of the optimiser: ``quality_name`` names it (e.g.
-    "normalised cross-correlation of body voxels") and ``quality_value`` is its
-    figure, judged against ``quality_threshold``. ``passed`` is False when the
-    check failed; ``reason`` then says why, and a caller must not use the
-    transform silently (the comparison reports it).
-    """
-
-    matrix: tuple[tuple[float, ...], ...]
-    kind: str
-    metric_name: str
-    metric_value: float
-    quality_name: str
-    quality_value: float
-    quality_threshold: float
-    passed: bool
-    reason: str = ""
-    elapsed_s: float = 0.0
-
-    def __post_init__(self) -> None:
-        m = np.asarray(self.matrix, dtype=np.float64)
-        if m.shape != (4, 4):
-            raise ComparisonFormatError(f"a registration needs a 4x4 matrix, got shape {m.shape}")
-        if abs(float(np.linalg.det(m[:3, :3]))) < 1e-9:
-            raise ComparisonFormatError("the registration matrix is singular")
-        rows = tuple(tuple(float(v) for v in row) for row in m)
-        object.__setattr__(self, "matrix", rows)
-
-    @classmethod
-    def from_array(cls, matrix: npt.ArrayLike, **fields: Any) -> RegistrationResult:
-        """Build from a numpy 4x4 (the other fields as keywords)."""
-        m = np.asarray(matrix, dtype=np.float64)
-        rows = tuple(tuple(float(v) for v in row) for row in m)
-        return cls(matrix=rows, **fields)
-
-    @property
-    def array(self) -> npt.NDArray[np.float64]:
-        """``matrix`` as a numpy 4x4 (a fresh copy)."""
-        return np.asarray(self.matrix, dtype=np.float64)
-
-    def to_prior(self, points: npt.ArrayLike) -> npt.NDArray[np.float64]:
-        """Current-study LPS points ``(..., 3)`` -> the same anatomy in the prior's LPS."""
-        m = self.array
-        pts = np.asarray(points, dtype=np.float64)
-        return np.asarray(pts @ m[:3, :3].T + m[:3, 3], dtype=np.float64)
-
-    def to_current(self, points: npt.ArrayLike) -> npt.NDArray[np.float64]:
-        """Prior-study LPS points ``(..., 3)`` -> the same anatomy in the current study's LPS."""
-        inv = np.linalg.inv(self.array)
-        pts = np.asarray(points, dtype=np.float64)
-        return np.asarray(pts @ inv[:3, :3].T + inv[:3, 3], dtype=np.float64)
-
-    @property
-    def rotation_deg(self) -> float:
-        """Total rotation angle of the linear part (its polar rotation), degrees."""
-        u, _, vt = np.linalg.svd(self.array[:3, :3])
-        r = u @ vt
-        cos = (float(np.trace(r)) - 1.0) / 2.0
-        return math.degrees(math.acos(max(-1.0, min(1.0, cos))))
-
-    @property
-    def translation_mm(self) -> float:
-        """Length of the translation part, mm."""
-        return float(np.linalg.norm(self.array[:3, 3]))
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        return {
-            "matrix_current_to_prior_lps": [list(r) for r in self.matrix],
-            "kind": self.kind,
-            "metric": {"name": self.metric_name, "value": self.metric_value},
-            "quality": {"name": self.quality_name, "value": self.quality_value, "threshold": self.quality_threshold},
-            "passed": self.passed,
-            "reason": self.reason,
-            "elapsed_s": self.elapsed_s,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> RegistrationResult:
-        """The inverse of ``to_dict``."""
-        try:
-            return cls.from_array(
-                data["matrix_current_to_prior_lps"],
-                kind=str(data["kind"]),
-                metric_name=str(data["metric"]["name"]),
-                metric_value=float(data["metric"]["value"]),
-                quality_name=str(data["quality"]["name"]),
-                quality_value=float(data["quality"]["value"]),
-                quality_threshold=float(data["quality"]["threshold"]),
-                passed=bool(data["passed"]),
-                reason=str(data.get("reason", "")),
-                elapsed_s=float(data.get("elapsed_s", 0.0)),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ComparisonFormatError(f"bad registration record: {exc!r}") from exc
 
 
 @dataclass(frozen=True)
@@ -260,10 +162,11 @@ class LesionChange:
     """One lesion followed from the prior to the current study.
 
     ``current`` is None for a ``resolved`` lesion, ``prior`` None for a ``new``
-    one. ``volume_change_percent`` and ``diameter_change_mm`` are None unless
+    one; a ``not covered`` lesion has only the snapshot of the study that
+    imaged it. ``volume_change_percent`` and ``diameter_change_mm`` are None unless
     both time points exist. ``doubling_time_days`` is the volume doubling time
     ``interval * ln 2 / ln(V_now / V_then)``; None with ``doubling_time_reason``
-    saying why whenever it is not quoted (not growing, new, resolved...).
+    saying why whenever it is not quoted (not growing, new, resolved, not covered...).
     ``distance_mm`` is how far apart the two centres lay after registration.
     """
 
@@ -275,6 +178,13 @@ class LesionChange:
     doubling_time_days: float | None = None
     doubling_time_reason: str = ""
     distance_mm: float | None = None
+
+    @property
+    def status_label(self) -> str:
+        """The status for a table cell: its value, or "not in prior field" / "not in current field"."""
+        if self.status is ChangeStatus.NOT_COVERED:
+            return "not in prior field" if self.current is not None else "not in current field"
+        return self.status.value
 
     @property
     def current_id(self) -> int | None:

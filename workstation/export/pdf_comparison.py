@@ -5,7 +5,9 @@ in the record's order): the lesion (current number, and the prior's number
 when it differs), its location, size then and now (long x short axis and the
 mean diameter that Fleischner and Lung-RADS use), the volume change, the
 volume doubling time, the status, and the images to look at in each study.
-Grown and new lesions are printed in bold. A registration that failed its
+Grown and new lesions are printed in bold; a lesion outside the other study's
+field of view reads "not in prior field" / "not in current field" with no
+change (no comparison was possible). A registration that failed its
 check is stated in red and no table is drawn: nothing was matched.
 """
 
@@ -76,7 +78,7 @@ def change_rows(comparison: Comparison) -> list[list[str]]:
         snap = ch.current or ch.prior
         vdt = f"{ch.doubling_time_days:.0f}" if ch.doubling_time_days is not None else "-"
         rows.append([_lesion(ch), (snap.zone if snap else "") or "-", _size(ch.prior), _size(ch.current),
-                     _volume_change(ch), vdt, ch.status.value, _images(ch)])
+                     _volume_change(ch), vdt, ch.status_label, _images(ch)])
     return rows
 
 
@@ -110,7 +112,9 @@ def comparison_block(w: Writer, comparison: Comparison, red: tuple[int, int, int
         statuses = [ch.status for ch in comparison.changes]
         w.table(HEADINGS, change_rows(comparison), WIDTHS, bold_rows=lambda i: statuses[i] in _EMPHASIS)
         w.para(f"Sizes: long x short axis (axial) with the mean diameter, and volume. Change criteria: "
-               f"{comparison.criteria.describe()}. VDT: volume doubling time, given for growing lesions.", 7.5, grey)
+               f"{comparison.criteria.describe()}. VDT: volume doubling time, given for growing lesions."
+               + (" Not in prior/current field: outside that examination's field of view, no comparison possible."
+                  if ChangeStatus.NOT_COVERED in statuses else ""), 7.5, grey)
     else:
         w.para("No lesion was measured in either study.", 9)
     for caution in comparison.cautions:

@@ -6,7 +6,9 @@ With a comparison whose registration passed its check (``inference.followup.mode
   ("current", order 2), its status as a qualitative evaluation
   ``(111049, DCM, "Qualitative Difference")`` with a CID 6134/6002 value
   (Increase in size, Decrease in size, No significant changes in the finding,
-  New finding; "resolved" has no standard code and uses the local scheme), and,
+  New finding; "resolved" and "not covered" -- outside the other study's field
+  of view, no comparison possible -- have no standard code and use the local
+  scheme; a not covered lesion gets no volume change or doubling time), and,
   for a matched lesion, the volume change (%) and the volume doubling time
   (days, UCUM ``d``) as measurements (local concepts: no standard code exists);
 - every lesion of the prior gets a TID 1501 group at time point "prior"
@@ -42,6 +44,7 @@ STATUS_CODES: dict[ChangeStatus, tuple[str, str, str]] = {
     ChangeStatus.STABLE: ("129723006", "SCT", "No significant changes in the finding"),
     ChangeStatus.NEW: ("129721008", "SCT", "New finding"),
     ChangeStatus.RESOLVED: codes.local("Resolved since the prior study"),
+    ChangeStatus.NOT_COVERED: codes.local("Not in the other examination's field of view"),
 }
 VOLUME_CHANGE = codes.local("Volume change since the prior study")
 DOUBLING_TIME = codes.local("Volume doubling time")

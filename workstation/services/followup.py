@@ -25,8 +25,9 @@ from inference.engine import Engine
 from inference.errors import NotAVolumeError, WorkstationError
 from inference.followup.guidelines import recommend
 from inference.followup.matching import match_lesions
-from inference.followup.model import Comparison
+from inference.followup.model import ChangeStatus, Comparison
 from inference.followup.registration import register
+from inference.followup.space import FieldOfView
 from inference.volume import Volume
 from workstation.dicomio.headers import InstanceHeader
 from workstation.dicomio.series import study_key
@@ -168,6 +169,8 @@ def compare_with_prior(
 
     A registration that fails its check gives a comparison without lesion
     changes and with the reason among its cautions (never used silently).
+    Lesions outside the other study's field of view (a chest-only prior to a
+    longer current) are ``not covered``, never ``new`` or ``resolved``.
     """
     token = cancel or CancelToken()
     first, prior_first = current.headers[0], prior.headers[0]
@@ -194,7 +197,8 @@ def compare_with_prior(
     interval = (now - then).days
     cautions: tuple[str, ...] = ()
     if registration.passed:
-        changes = match_lesions(current_result.findings.lesions, prior_result.findings.lesions, registration, interval)
+        changes = match_lesions(current_result.findings.lesions, prior_result.findings.lesions, registration, interval,
+                                current_field=FieldOfView.of(current_volume), prior_field=FieldOfView.of(prior_volume))
     else:
         changes = ()
         cautions = (f"lesions were not compared: {registration.reason}",)
@@ -302,8 +306,9 @@ def comparison_lines(comparison: Comparison) -> list[str]:
         f"({'passed' if reg.passed else 'FAILED: ' + reg.reason})",
     ]
     for ch in c.changes:
-        then = f"{ch.diameter_then_mm:.1f} mm" if ch.diameter_then_mm is not None else "absent"
-        now = f"{ch.diameter_now_mm:.1f} mm" if ch.diameter_now_mm is not None else "absent"
+        gone = "not imaged" if ch.status is ChangeStatus.NOT_COVERED else "absent"
+        then = f"{ch.diameter_then_mm:.1f} mm" if ch.diameter_then_mm is not None else gone
+        now = f"{ch.diameter_now_mm:.1f} mm" if ch.diameter_now_mm is not None else gone
         vdt = f", doubling time {ch.doubling_time_days:.0f} days" if ch.doubling_time_days is not None else ""
         name = f"lesion {ch.current_id}" if ch.current_id is not None else f"prior lesion {ch.prior_id}"
         lines.append(f"  {name}: {ch.status.value}, {then} -> {now}{vdt}")

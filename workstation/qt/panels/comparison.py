@@ -3,7 +3,9 @@
 Shown under the findings once a follow-up comparison is there
 (``workstation.services.followup_jobs``): which prior, how well it was aligned
 (a registration that failed its quality check is shown in red and its lesions
-are not compared), then one row per lesion: status, mean diameter then and
+are not compared), then one row per lesion: status (a lesion outside the other
+study's field of view: "not in prior field" / "not in current field", in grey,
+the reason as its tooltip), mean diameter then and
 now, volume then and now, volume change and volume doubling time. The numbers
 are the comparison record's (``inference.followup.model``), formatted only.
 Selecting a row emits ``lesionSelected`` with its ``LesionChange``.
@@ -25,7 +27,9 @@ logger = logging.getLogger(__name__)
 
 COLUMNS = ("Lesion", "Status", "Diameter\nthen → now", "VDT\n(days)", "Volume\nthen → now", "Volume\nchange")
 STATUS_COLOURS = {ChangeStatus.NEW: "#ff8a80", ChangeStatus.GROWN: "#ffb74d", ChangeStatus.STABLE: "#a5d6a7",
-                  ChangeStatus.SHRUNK: "#81d4fa", ChangeStatus.RESOLVED: "#b0bec5"}
+                  ChangeStatus.SHRUNK: "#81d4fa", ChangeStatus.RESOLVED: "#b0bec5",
+                  ChangeStatus.NOT_COVERED: "#9e9e9e"}
+"""The one place statuses get colours (the status cell's text); "not covered" is a neutral grey: no change known."""
 PASSED_STYLE = "QLabel { color: #a5d6a7; }"
 FAILED_STYLE = "QLabel { color: #ffffff; background: #8b1e1e; padding: 3px 6px; border-radius: 3px; }"
 DASH = "\u2014"
@@ -168,7 +172,7 @@ class ComparisonPanel(QWidget):
     def _row(change: LesionChange) -> list[QStandardItem]:
         vdt = fmt_number(change.doubling_time_days) if change.doubling_time_days is not None else DASH
         percent = change.volume_change_percent
-        cells = [_name(change), change.status.value, _diameters(change), vdt, _volumes(change),
+        cells = [_name(change), change.status_label, _diameters(change), vdt, _volumes(change),
                  f"{'+' if percent and percent > 0 else ''}{fmt_number(percent)} %" if percent is not None else DASH]
         items = [QStandardItem(text) for text in cells]
         items[1].setForeground(QColor(STATUS_COLOURS[change.status]))
@@ -176,6 +180,8 @@ class ComparisonPanel(QWidget):
             item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         if change.doubling_time_reason:
             items[3].setToolTip(change.doubling_time_reason)
+        if change.status is ChangeStatus.NOT_COVERED:
+            items[1].setToolTip(change.doubling_time_reason)
         return items
 
     def _row_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
