@@ -6,9 +6,10 @@ same run: with the window idle (the baseline: what the platform and Python
 cost anyway) and while the built-in analysis of the open demo series runs
 through the window's worker (``ReadingSession.run_ai``), up to the moment the
 overlay and findings are on screen and the template report drafted from them is
-in the report panel (their drawing and the report's context included). The worker is
-warmed up first (torch imported), as the window does after launch. Target: the
-maximum stall under 50 ms.
+in the report panel (their drawing and the report's context included, and the
+next 300 ms: what is drawn over the following turns). The worker is
+warmed up first (torch imported), as the window does after launch. Target (issue 17):
+no stall over 16 ms (one frame) in any run, the first included.
 
 usage: QT_QPA_PLATFORM=offscreen python benchmarks/bench_gui_stall.py [--shape 200x384x384] [--repeats 3]
 """
@@ -31,6 +32,8 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 PERIOD_MS = 5
+TARGET_MS = 16.0  # one frame at 60 Hz
+SETTLE_MS = 300  # probing goes on this long after the draft is there: rows and views drawn in the next turns
 
 
 class Probe:
@@ -78,6 +81,12 @@ def _wait(signal: object, timeout_s: float) -> list[object]:
     return got
 
 
+def _drafted(win: object, result: object) -> bool:
+    """The draft of this result is in the report panel (a later run: the autosaved one reopened), not the last's."""
+    report = win.report  # type: ignore[attr-defined]
+    return bool(report.state == "editing" and report.context is not None and report.context.result is result)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--shape", default="200x384x384")
@@ -107,7 +116,7 @@ def main() -> int:
         from PySide6.QtCore import QEventLoop, QTimer
 
         probe = Probe()
-        idle_max, busy_max, busy_p99, durations = [], [], [], []
+        idle_max, busy_max, busy_p99, durations, shown_max, analysis_max = [], [], [], [], [], []
         for _ in range(args.repeats):
             probe.start()
             loop = QEventLoop()
@@ -119,15 +128,24 @@ def main() -> int:
             t0 = time.perf_counter()
             win.session.run_ai("builtin.ct")
             _wait(win.session.resultShown, 600)
+            at_result = len(probe.gaps) - 1  # stop() drops the first gap: the rest are drawing the result
+            shown = win.session.current
+            result = win.session.result(shown.series_id) if shown is not None else None
             deadline = time.perf_counter() + 120
-            while win.report.state != "editing" and time.perf_counter() < deadline:  # the draft that follows
+
+            while not _drafted(win, result) and time.perf_counter() < deadline:  # the draft that follows
                 loop = QEventLoop()
                 QTimer.singleShot(20, loop.quit)
                 loop.exec()
             durations.append(time.perf_counter() - t0)
+            loop = QEventLoop()  # what is still drawn once it is there (rows made over the next turns)
+            QTimer.singleShot(SETTLE_MS, loop.quit)
+            loop.exec()
             busy = probe.stop()
             busy_max.append(float(busy.max()))
             busy_p99.append(float(np.percentile(busy, 99)))
+            analysis_max.append(float(busy[:at_result].max(initial=0.0)))
+            shown_max.append(float(busy[at_result:].max(initial=0.0)))
         win.close()
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
           f"Qt platform {os.environ['QT_QPA_PLATFORM']}")
@@ -136,12 +154,14 @@ def main() -> int:
     print(f"idle window (baseline), max stall per run: {', '.join(f'{v:.1f}' for v in idle_max)} ms")
     print(f"during analysis, max stall per run: {', '.join(f'{v:.1f}' for v in busy_max)} ms; "
           f"p99 {', '.join(f'{v:.1f}' for v in busy_p99)} ms")
+    print(f"  of which while the worker analyses: {', '.join(f'{v:.1f}' for v in analysis_max)} ms; "
+          f"from the result to the draft on screen: {', '.join(f'{v:.1f}' for v in shown_max)} ms")
     print(f"worst stall of all runs: {max(busy_max):.1f} ms (the first run also builds the report editor; "
           "later runs reopen the autosaved draft)")
     med = statistics.median(busy_max)
-    print(f"median of max stalls during analysis: {med:.1f} ms (target < 50 ms: "
-          f"{'met' if med < 50 else 'NOT met'}); ratio to idle baseline "
+    print(f"median of max stalls during analysis: {med:.1f} ms; ratio to idle baseline "
           f"{med / max(statistics.median(idle_max), 0.1):.1f}x")
+    print(f"target: no stall over {TARGET_MS:.0f} ms in any run: {'met' if max(busy_max) <= TARGET_MS else 'NOT met'}")
     return 0
 
 

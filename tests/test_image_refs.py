@@ -396,6 +396,7 @@ def test_demo_viewer_and_findings_panel_agree(qtbot: QtBot, demo: Demo) -> None:
     panel = FindingsPanel()
     qtbot.addWidget(panel)
     panel.set_result(demo.result)
+    qtbot.waitUntil(lambda: not panel.filling, timeout=2000)  # the table fills over the next turns
     images = [panel.proxy.index(r, 5).data() for r in range(len(lesions))]
     assert images == [f"Se 2 Im {les.instance_number}" for les in lesions]
     assert panel.model.headerData(5, Qt.Orientation.Horizontal) == "Image\n(Se / Im)"

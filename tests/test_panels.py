@@ -58,6 +58,9 @@ def test_findings_table_from_a_real_result(qtbot: QtBot, result: AnalysisResult)
     panel.show()
     assert panel.row_count() == 0 and not panel.banner.isVisible()
     panel.set_result(result)
+    # the table fills over the next event-loop turns (a frame's budget each): nothing of it in this one
+    assert panel.filling and panel.model.rowCount() == 0 and not panel.banner.isVisible()
+    qtbot.waitUntil(lambda: not panel.filling, timeout=2000)
     lesions, structures = result.findings.lesions, result.findings.structures
     assert panel.banner.isVisible() and "not verified" in panel.banner.text()
     names = _texts(panel, 0)
@@ -96,6 +99,7 @@ def test_clicking_a_row_gives_where_the_finding_is(qtbot: QtBot, result: Analysi
     panel.resize(700, 600)
     panel.show()
     panel.set_result(result)
+    qtbot.waitUntil(lambda: not panel.filling, timeout=2000)
     lm = result.labelmap
     for row, les in enumerate(result.findings.lesions):
         target = _click_row(qtbot, panel, row)
@@ -122,6 +126,7 @@ def test_sorting_is_numeric_and_selection_follows_the_sort(qtbot: QtBot, result:
     qtbot.addWidget(panel)
     panel.show()
     panel.set_result(result)
+    qtbot.waitUntil(lambda: not panel.filling, timeout=2000)
     panel.table.sortByColumn(1, Qt.SortOrder.DescendingOrder)
     volumes = [panel.proxy.index(r, 1).data(SORT_ROLE) for r in range(panel.proxy.rowCount())]
     assert volumes == sorted(volumes, reverse=True)
@@ -133,6 +138,24 @@ def test_sorting_is_numeric_and_selection_follows_the_sort(qtbot: QtBot, result:
     panel.table.sortByColumn(2, Qt.SortOrder.AscendingOrder)
     means = [panel.proxy.index(r, 2).data(SORT_ROLE) for r in range(panel.proxy.rowCount())]
     assert means == sorted(means)
+
+
+def test_row_count_and_targets_complete_a_fill_in_progress(qtbot: QtBot, result: AnalysisResult) -> None:
+    """Asking for the rows (a test, a finding link clicked in the report) never sees half a table."""
+    panel = FindingsPanel()
+    qtbot.addWidget(panel)
+    panel.show()
+    panel.set_result(result)
+    assert panel.filling
+    expected = len(result.findings.lesions) + sum(
+        1 for s in result.findings.structures if s.label not in {les.label for les in result.findings.lesions})
+    assert panel.row_count() == expected
+    assert not panel.filling and panel.banner.isVisible() and panel.target_at(0) is not None  # type: ignore[unreachable]
+    panel.set_result(result)  # a new result while one fills: the old fill is dropped, not appended to
+    panel.set_result(result)
+    assert panel.row_count() == expected
+    panel.set_result(None)
+    assert not panel.filling and panel.model.rowCount() == 0
 
 
 def test_number_formats() -> None:

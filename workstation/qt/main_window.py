@@ -41,7 +41,7 @@ from workstation.qt.viewer import MprViewer, OverlayPanel, SlabToolbar
 from workstation.qt.worklist_view import attach as attach_worklist
 from workstation.services.catalog import Catalog
 from workstation.services.remote_models import remote_models
-from workstation.services.report_context import context_for_series
+from workstation.services.report_context import ContextBuilt, ContextOutcome, submit_context
 from workstation.services.runner import JobDone, JobRunner
 from workstation.settings import Settings, config_dir
 
@@ -227,16 +227,26 @@ class MainWindow(QMainWindow):
             QTimer.singleShot(0, self._offer_report_recovery)
 
     def _report_for_series(self, series_id: int) -> None:
-        """An AI result is on screen: draft its study's report (or reopen the saved one)."""
+        """An AI result is on screen: draft its study's report (or reopen the saved one).
+
+        Its context (index reads, de-identified notes) is built on the session's I/O runner, never in the
+        frame that draws the result; the draft starts when it arrives.
+        """
         result, volume = self.session.result(series_id), self.session.volume()
         if result is None or volume is None:
             return
-        try:
-            ctx = context_for_series(self.catalog, series_id, result, volume)
-        except (WorkstationError, OSError) as exc:
-            self.statusBar().showMessage(f"The report cannot be drafted: {exc}", 15_000)
-            return
-        self.report.set_context(ctx)
+        submit_context(self.session.model.io, self._poster.post, self.catalog, series_id, result, volume,
+                       lambda outcome: self._report_context_built(outcome, result))
+
+    def _report_context_built(self, outcome: ContextOutcome, result: Any) -> None:
+        current = self.session.current
+        if self._closed or current is None or current.series_id != outcome.series_id \
+                or self.session.result(outcome.series_id) is not result:
+            return  # another series or a newer result since: its own context follows
+        if isinstance(outcome, ContextBuilt):
+            self.report.set_context(outcome.context)
+        else:
+            self.statusBar().showMessage(f"The report cannot be drafted: {outcome.message}", 15_000)
 
     def _report_study_opened(self, series_id: int) -> None:
         """Another series is open: the report panel follows its study (saves and puts away another's)."""

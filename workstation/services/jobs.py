@@ -111,7 +111,8 @@ def describe_device(preference: str = "auto") -> str:
 
 
 WARM_MODULES = ("inference.builtin_ct.model", "inference.findings.measure", "scipy.ndimage", "inference.bundles",
-                "inference.drafting", "workstation.services.reporting")  # the report context the window builds next
+                "inference.drafting", "workstation.services.reporting",  # the report context the window builds next
+                "PIL.ImageDraw")  # the soft-tissue step draws with it; its FreeType library loads holding the GIL
 
 
 def warm_up() -> None:

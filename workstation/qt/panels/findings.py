@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from PySide6.QtCore import QModelIndex, QSortFilterProxyModel, Qt, Signal, Slot
@@ -32,6 +33,7 @@ from inference.contract import AnalysisResult
 from inference.findings import Lesion, StructureFinding, lesion_volume_text, unit_text
 from inference.image_refs import lesion_text
 from inference.volume import Volume
+from workstation.qt.frame_steps import FrameSteps
 from workstation.qt.panels.targets import FindingTarget, display_name, lesion_target, structure_target
 from workstation.qt.viewer.overlay_panel import swatch
 
@@ -124,6 +126,7 @@ class FindingsPanel(QWidget):
         super().__init__(parent)
         self._result: AnalysisResult | None = None
         self._rows: list[_Row] = []
+        self._filler = FrameSteps(self)  # fills the tables a frame's budget at a time
         self.banner = QLabel(DRAFT_TEXT)
         self.banner.setStyleSheet(DRAFT_STYLE)
         self.banner.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -184,6 +187,7 @@ class FindingsPanel(QWidget):
     # --- filling ---------------------------------------------------------------------
     def clear(self) -> None:
         """Show the empty state: no analysis yet."""
+        self._filler.cancel()
         self._result = None
         self._rows = []
         self.model.removeRows(0, self.model.rowCount())
@@ -194,7 +198,12 @@ class FindingsPanel(QWidget):
         self.cautions.setVisible(False)
 
     def set_result(self, result: AnalysisResult | None) -> None:
-        """Show the findings of ``result`` (or the empty state for None)."""
+        """Show the findings of ``result`` (or the empty state for None).
+
+        The table fills over the next event-loop turns (``FrameSteps``), each within
+        a frame's budget, so a result arriving never stalls the viewer beside it;
+        ``row_count``/``target_at`` (and ``finish``) complete the fill first.
+        """
         self.clear()
         if result is None:
             return
@@ -204,25 +213,39 @@ class FindingsPanel(QWidget):
         self._rows = [_lesion_row(les, result.request.volume) for les in findings.lesions]
         self._rows += [_structure_row(st) for st in findings.structures if st.label not in lesion_labels]
         self.table.setSortingEnabled(False)
-        for i, row in enumerate(self._rows):
-            label = result.label_table.by_value(row.finding.label)
-            items = []
-            for text, key in zip(row.cells, row.keys, strict=True):
-                item = QStandardItem(text)
-                item.setData(key, SORT_ROLE)
-                item.setToolTip(row.tooltip)
-                items.append(item)
-            for item in items[1:4]:
-                item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-            items[0].setData(i, ROW_ROLE)
-            if label is not None:
-                items[0].setIcon(swatch(label.color, 12))
-            self.model.appendRow(items)
-        self.table.setSortingEnabled(True)
-        units = {r.finding.units for r in self._rows if r.finding.units}
-        self.model.setHeaderData(2, Qt.Orientation.Horizontal,
-                                 f"Mean ± SD\n({units.pop()})" if len(units) == 1 else "Mean ± SD")
-        for m in findings.measurements:
+        # from the next turn on: the result's arrival already draws the overlay and the legend in this one
+        self._filler.start([*(partial(self._add_row, i, row) for i, row in enumerate(self._rows)),
+                            self._add_measurements, self._show_texts, self._fit_and_sort], now=False)
+
+    @property
+    def filling(self) -> bool:
+        """True while the rows and texts of the shown result are still being filled in."""
+        return self._filler.busy
+
+    def finish(self) -> None:
+        """Fill in at once whatever of the shown result is still pending."""
+        self._filler.finish()
+
+    def _add_row(self, i: int, row: _Row) -> None:
+        assert self._result is not None
+        label = self._result.label_table.by_value(row.finding.label)
+        items = []
+        for text, key in zip(row.cells, row.keys, strict=True):
+            item = QStandardItem(text)
+            item.setData(key, SORT_ROLE)
+            item.setToolTip(row.tooltip)
+            items.append(item)
+        for item in items[1:4]:
+            item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        items[0].setData(i, ROW_ROLE)
+        if label is not None:
+            items[0].setIcon(swatch(label.color, 12))
+        self.model.appendRow(items)
+
+    def _add_measurements(self) -> None:
+        assert self._result is not None
+        measurements = self._result.findings.measurements
+        for m in measurements:
             name = f"{m.name}, {m.side}" if m.side else m.name
             name = name[:1].upper() + name[1:]
             unit = unit_text(m.unit)
@@ -234,8 +257,11 @@ class FindingsPanel(QWidget):
             first.setToolTip(tip)
             value.setToolTip(tip)
             self.measure_model.appendRow([first, value])
-        self.measurements.setVisible(bool(findings.measurements))
-        prov = result.provenance
+        self.measurements.setVisible(bool(measurements))
+
+    def _show_texts(self) -> None:
+        assert self._result is not None
+        findings, prov = self._result.findings, self._result.provenance
         seconds = prov.timings_s.get("total")
         took = f" in {seconds:.1f} s" if seconds is not None else ""
         self.source.setText(f"{prov.model_id} {prov.model_version} on {prov.device_name}{took} · "
@@ -244,10 +270,16 @@ class FindingsPanel(QWidget):
         self.cautions.setText("\n".join(f"⚠ {c}" for c in lines))
         self.cautions.setVisible(bool(lines))
         self.banner.setVisible(True)
+
+    def _fit_and_sort(self) -> None:
+        self.table.setSortingEnabled(True)
+        units = {r.finding.units for r in self._rows if r.finding.units}
+        self.model.setHeaderData(2, Qt.Orientation.Horizontal,
+                                 f"Mean ± SD\n({units.pop()})" if len(units) == 1 else "Mean ± SD")
         self._fit_columns(self.table)
         self._fit_columns(self.measurements)
         self._share_height()
-        logger.debug("findings panel: %d rows, %d measurements", len(self._rows), len(findings.measurements))
+        logger.debug("findings panel: %d rows, %d measurements", len(self._rows), self.measure_model.rowCount())
 
     @staticmethod
     def _fit_columns(view: QTableView) -> None:
@@ -282,11 +314,13 @@ class FindingsPanel(QWidget):
         return self._result
 
     def row_count(self) -> int:
-        """Rows in the findings table."""
+        """Rows in the findings table (of the whole result: a fill still in progress is completed)."""
+        self.finish()
         return self.model.rowCount()
 
     def target_at(self, view_row: int) -> FindingTarget | None:
         """The navigation target of the table row ``view_row`` as currently sorted."""
+        self.finish()
         if self._result is None or not 0 <= view_row < self.proxy.rowCount():
             return None
         source = self.proxy.mapToSource(self.proxy.index(view_row, 0))

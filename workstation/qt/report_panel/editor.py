@@ -8,8 +8,6 @@ calls ``refresh`` (same sentences) or ``show_document`` (sentences added/removed
 from __future__ import annotations
 
 import logging
-import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from functools import partial
 
@@ -27,6 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from workstation.document import ReportDocument, ReportError, SentenceOrigin
+from workstation.qt.frame_steps import FRAME_BUDGET_MS, FrameSteps
 from workstation.qt.report_panel.recovery import local_time
 from workstation.qt.report_panel.rows import FLAG_COLOUR, PROVENANCE_COLOURS, ROW_STYLE, SentenceRow, rich_tooltip
 
@@ -48,7 +47,7 @@ SCROLL_STYLE = ("QScrollBar:vertical { background: #1a1b1e; width: 12px; margin:
 ADDENDUM_STYLE = ("QLabel#Addendum { color: #e8e8e8; background: #1d2a36; border-left: 4px solid #6fb4ff;"
                   " padding: 6px; }")
 CONTENT_STYLE = "\n".join((ROW_STYLE, HEADING_STYLE, ADD_STYLE, ADDENDUM_STYLE))
-BUILD_BUDGET_MS = 4.0
+BUILD_BUDGET_MS = FRAME_BUDGET_MS
 """Time spent making rows in one event-loop turn: well inside a 16 ms frame, the rest is layout."""
 
 
@@ -72,8 +71,7 @@ class ReportEditor(QWidget):
         super().__init__(parent)
         self._rows: dict[str, SentenceRow] = {}
         self._doc: ReportDocument | None = None
-        self._pending: deque[Callable[[], None]] = deque()
-        self._build_generation = 0
+        self._builder = FrameSteps(self, BUILD_BUDGET_MS, after_batch=self._fit_later)
         self._selected = ""
         self.accept_all_button = QPushButton("Accept all unflagged")
         self.accept_all_button.setToolTip("Accept every AI sentence that the check did not flag")
@@ -144,7 +142,7 @@ class ReportEditor(QWidget):
     @property
     def building(self) -> bool:
         """True while rows of the shown document are still being made."""
-        return bool(self._pending)
+        return self._builder.busy
 
     def show_document(self, doc: ReportDocument) -> None:
         """Rebuild every row (after sentences were added or removed, or for a new document).
@@ -160,9 +158,7 @@ class ReportEditor(QWidget):
                 widget.deleteLater()
         self._rows = {}
         self._doc = doc
-        self._pending = deque(self._build_steps(doc))
-        self._build_generation += 1
-        self._build_some(self._build_generation)
+        self._builder.start(self._build_steps(doc))
         self.refresh(doc)
 
     def _build_steps(self, doc: ReportDocument) -> Iterator[Callable[[], None]]:
@@ -180,31 +176,32 @@ class ReportEditor(QWidget):
             yield partial(self._add_addendum, f"ADDENDUM ({local_time(a.added_at)}, {a.author}):\n{a.text}")
         yield lambda: self.content_layout.addStretch(1)
 
-    def _build_some(self, generation: int) -> None:
-        """Make rows until the time budget of this turn is spent; schedule the rest."""
-        if generation != self._build_generation or not self._pending:
-            return
-        t0 = time.perf_counter()
-        while self._pending and (time.perf_counter() - t0) * 1000.0 < BUILD_BUDGET_MS:
-            self._pending.popleft()()
-        if self._pending:
-            QTimer.singleShot(0, self, lambda: self._build_some(generation))
-        self._fit_later()
-
     def finish_build(self) -> None:
         """Make every row still pending now (a caller needs them all: selection, tests, sign-off)."""
-        if not self._pending:
+        if not self._builder.busy:
             return
-        while self._pending:
-            self._pending.popleft()()
+        self._builder.finish()
         # lay the rows out now, so a caller may scroll to one of them straight away
         self.content_layout.activate()
         QCoreApplication.sendEvent(self.scroll_area, QEvent(QEvent.Type.LayoutRequest))
 
+    def _place(self, widget: QWidget, alignment: Qt.AlignmentFlag | None = None) -> None:
+        """Add ``widget`` below what is built and show it now.
+
+        Qt would show it from a queued call: its polish then fell outside the
+        batch's budget, and a build finished at once (``finish_build``) was laid
+        out without the rows not yet shown, so scrolling to one went astray.
+        """
+        if alignment is None:
+            self.content_layout.addWidget(widget)
+        else:
+            self.content_layout.addWidget(widget, 0, alignment)
+        widget.show()
+
     def _add_heading(self, title: str) -> None:
         heading = QLabel(title.upper())
         heading.setObjectName("SectionHeading")
-        self.content_layout.addWidget(heading)
+        self._place(heading)
 
     def _add_row(self, title: str, sentence_id: str) -> None:
         if self._doc is None:
@@ -223,20 +220,20 @@ class ReportEditor(QWidget):
         row.deleteRequested.connect(self.deleteRequested)
         row.insertRequested.connect(lambda sid, t=title: self.addRequested.emit(t, sid))
         self._rows[sentence_id] = row
-        self.content_layout.addWidget(row)
+        self._place(row)
 
     def _add_button(self, title: str) -> None:
         add = QPushButton(f"+ Add to {title}")
         add.setObjectName("AddSentence")
         add.clicked.connect(lambda _c=False, t=title: self.addRequested.emit(t, ""))
-        self.content_layout.addWidget(add, 0, Qt.AlignmentFlag.AlignLeft)
+        self._place(add, Qt.AlignmentFlag.AlignLeft)
 
     def _add_addendum(self, text: str) -> None:
         label = QLabel(text)
         label.setObjectName("Addendum")
         label.setTextFormat(Qt.TextFormat.PlainText)
         label.setWordWrap(True)
-        self.content_layout.addWidget(label)
+        self._place(label)
 
     def refresh(self, doc: ReportDocument) -> None:
         """Update rows, the flagged list and the actions from the document (same sentences)."""

@@ -39,6 +39,7 @@ from PySide6.QtWidgets import QGridLayout, QWidget
 from inference.labels import LabelTable
 from inference.volume import Volume
 from workstation.imaging import Preset, PresetBook
+from workstation.qt.frame_steps import FrameSteps
 from workstation.qt.viewer.cine_timer import CineTimer
 from workstation.qt.viewer.info_pane import InfoPane
 from workstation.qt.viewer.keys import handle_key
@@ -83,6 +84,8 @@ class MprViewer(QWidget):
         self._layout = "2x2"
         self._restore_layout = "2x2"
         self.cine_timer = CineTimer(self.model.cine, self)
+        self._stale: list[SliceView] = []  # views waiting for their turn to repaint (``_update_views_in_turn``)
+        self._repaints = FrameSteps(self, budget_ms=0.0)  # one view per event-loop turn
         self.setObjectName("mprViewer")
         self.setStyleSheet("#mprViewer { background: #2b2b2b; }")
         self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
@@ -135,7 +138,7 @@ class MprViewer(QWidget):
             self._update_views()
             self.slabChanged.emit(event.thickness_mm, event.mode)
         elif isinstance(event, OverlayChanged):
-            self._update_views()
+            self._update_views_in_turn()
             self.overlayChanged.emit()
         elif isinstance(event, MeasurementsChanged):
             self._update_views()
@@ -147,9 +150,27 @@ class MprViewer(QWidget):
             self._update_views()
 
     def _update_views(self) -> None:
+        self._stale.clear()  # every view repaints now: none waits for its turn
         for view in self.all_views():
             view.update()
         self.info_pane.update()
+
+    def _update_views_in_turn(self) -> None:
+        """Repaint the views one per event-loop turn (a new overlay: each view slices and colours its labels).
+
+        Four views repainted in one frame cost more than the frame (the result's
+        overlay arrives with the findings and the report); one per turn keeps every
+        frame short. A view changed again before its turn is repainted once.
+        """
+        for view in self.all_views():
+            if view not in self._stale:
+                self._stale.append(view)
+                self._repaints.add(self._repaint_next)
+        self.info_pane.update()
+
+    def _repaint_next(self) -> None:
+        if self._stale:
+            self._stale.pop(0).update()
 
     # ------------------------------------------------------------------ volume
 
