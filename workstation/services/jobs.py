@@ -12,6 +12,7 @@ through the engine, and they are called on the device runner's thread.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -129,6 +130,25 @@ def warm_up() -> None:
             importlib.import_module(name)
         except ImportError:  # a broken optional stack shows up, with its reason, when a model needs it
             logger.warning("could not preload %s", name, exc_info=True)
+    _freeze_start_up_objects()
+
+
+_frozen = threading.Event()
+
+
+def _freeze_start_up_objects() -> None:
+    """Once per process: collect, then move every live object out of the cyclic collector's view.
+
+    What start-up and the warm-up imports made lives as long as the process; left in view, each full
+    collection walks all of it (~230k objects, ~120 ms holding the GIL: benchmarks/bench_gui_stall.py)
+    in whatever frame it lands. Garbage is collected first, so nothing dead is kept; objects made later
+    are collected as usual.
+    """
+    if _frozen.is_set():
+        return
+    _frozen.set()
+    gc.collect()
+    gc.freeze()
 
 
 class _HasToken(Protocol):
