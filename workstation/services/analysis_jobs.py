@@ -154,8 +154,7 @@ class AnalysisService(CurrentJob):
         self._active = job
         self._series_id = series_id
         ticket = self.runner.submit(KIND, lambda ctx: self._run(job, ctx), token=job.token,
-                                    on_progress=self._progress_done, on_done=lambda d: self._outcome_done(job, d),
-                                    then=lambda d: self._keep(job, d))
+                                    on_progress=self._progress_done, on_done=lambda d: self._keep_then_show(job, d))
         assert ticket.generation == generation
         logger.info("submitted analysis %d (%s, series %d)", generation, request.model_id, series_id)
         return generation
@@ -208,9 +207,11 @@ class AnalysisService(CurrentJob):
                            message=f"The analysis engine could not start ({type(exc).__name__}: {exc}).")
         return run_job(engine, job, _RunnerProgress(ctx))
 
-    def _keep(self, job: Job, done: JobDone[Outcome]) -> None:
+    def _keep_then_show(self, job: Job, done: JobDone[Outcome]) -> None:
+        """Keep the result in the store, then hand it to the owner (``keep_result`` says why in this order)."""
         if done.value is not None:
             keep_result(job, done.value)
+        self._outcome_done(job, done)
 
     def _described_done(self, done: JobDone[str]) -> None:
         text = done.value if done.status == "finished" and done.value else "device unknown"

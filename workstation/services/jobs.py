@@ -215,9 +215,12 @@ def run_job(engine: Engine, job: Job, mailbox: ProgressSink) -> Outcome:
 def keep_result(job: Job, outcome: Outcome) -> bool:
     """Hand a finished job's result to its sink (``job.keep``: the analysis store); True if it was kept.
 
-    Called on the worker thread once the result has gone to the GUI, so
-    writing it never delays what the reader sees. A sink that fails is logged
-    and reported as False, never raised: the result on screen stays valid.
+    Called on the worker thread just before the result goes to the GUI: the
+    write (the label map gzip-compressed, ~65 ms for the demo) then never
+    competes with the frames that draw the result (done concurrently, it made
+    them 12-28 ms late instead of 2-7 ms: benchmarks/bench_gui_stall.py), and
+    the store holds the analysis by the time the reader sees it. A sink that
+    fails is logged and reported as False, never raised: the result stays valid.
     """
     if job.keep is None or outcome.kind != "finished" or outcome.result is None:
         return False
