@@ -8,8 +8,9 @@ the errors and ``Volume``) does not load the analysis contract and findings.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from inference.lazy_exports import lazy_getattr
 
 if TYPE_CHECKING:
     from inference.cancel import CancelledError, CancelToken
@@ -82,10 +83,4 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'inference' has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _HOMES, globals())
