@@ -45,6 +45,16 @@ THREAD_GRACE_S = 3.0
 _qthreads: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
+@pytest.fixture(scope="session")
+def demo_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small demo chest study (40x128x128) as DICOM files, made once per run; tests only read it."""
+    from workstation.demo import generate_demo_study
+
+    folder = tmp_path_factory.mktemp("demo") / "chest"
+    generate_demo_study(folder, shape=(40, 128, 128))
+    return folder
+
+
 @pytest.fixture(autouse=True)
 def isolated_settings(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Never read or write the user's settings, index or demo cache."""

@@ -12,7 +12,6 @@ from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent, QImage
 from PySide6.QtWidgets import QTreeWidgetItem
 from pytestqt.qtbot import QtBot
 
-from workstation.demo import generate_demo_study
 from workstation.index import StudyIndex, import_paths
 from workstation.qt.browser import (
     AI_LOOK,
@@ -28,13 +27,6 @@ from workstation.services.thumbnails import thumbnail_pixels
 from workstation.settings import Settings, get_settings
 
 CT_ABDOMEN = "ct_abdomen_totalseg/example_ct_dicom"
-
-
-@pytest.fixture(scope="module")
-def demo_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("demo") / "chest"
-    generate_demo_study(folder, shape=(40, 128, 128))
-    return folder
 
 
 def import_into(settings: Settings, *paths: Path) -> list[int]:

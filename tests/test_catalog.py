@@ -17,20 +17,12 @@ import numpy as np
 import pytest
 
 from tests import synth
-from workstation.demo import generate_demo_study
 from workstation.services.catalog import Catalog, NoteEdit
 from workstation.services.dispatch import CallQueue
 from workstation.services.thumbnails import ThumbnailFailed, ThumbnailReady, ThumbnailService
 from workstation.settings import get_settings
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def demo_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("demo") / "chest"
-    generate_demo_study(folder, shape=(40, 128, 128))
-    return folder
 
 
 def test_catalog_lists_studies_and_keeps_notes(demo_folder: Path) -> None:

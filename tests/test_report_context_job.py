@@ -12,25 +12,15 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-import pytest
-
 from inference.contract import AnalysisRequest
 from inference.engine import Engine
 from tests.comparison_factory import sample_comparison
-from workstation.demo import generate_demo_study
 from workstation.services.catalog import Catalog
 from workstation.services.dispatch import CallQueue
 from workstation.services.report_context import ContextBuilt, ContextFailed, ContextOutcome, submit_context
 from workstation.services.runner import JobRunner
 from workstation.services.studies import load_series_volumes, resolve_series
 from workstation.settings import get_settings
-
-
-@pytest.fixture(scope="module")
-def demo_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("demo") / "chest"
-    generate_demo_study(folder, shape=(40, 128, 128))
-    return folder
 
 
 def test_the_context_is_built_on_the_runner_and_answered_on_the_owners_thread(demo_folder: Path) -> None:
