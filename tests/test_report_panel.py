@@ -359,6 +359,64 @@ def test_a_superseded_draft_is_dropped(qtbot: QtBot, demo_context: ReportContext
     assert not worker.is_running()
 
 
+def test_a_template_draft_sends_nothing_to_paint_while_it_is_written(qtbot: QtBot,
+                                                                    demo_context: ReportContext) -> None:
+    """Text or a status painted while the template drafts would make the GUI wait for the GIL the draft holds:
+    a draft done within the stream interval is announced once, before it starts, and arrives whole."""
+    from workstation.qt.report_panel import DraftWorker
+
+    worker = DraftWorker(stream_interval_ms=5000)
+    chunks: list[str] = []
+    statuses: list[str] = []
+    worker.chunk.connect(lambda _g, text: chunks.append(text))
+    worker.status.connect(lambda _g, text: statuses.append(text))
+    try:
+        with qtbot.waitSignal(worker.finished, timeout=30_000) as done:
+            worker.submit(demo_context.subject)
+        assert done.args[1].document.study_key == demo_context.study_key
+        qtbot.wait(50)
+        assert chunks == []
+        assert statuses == ["Drafting the report…"]
+    finally:
+        assert worker.shutdown()
+
+
+def test_a_draft_starts_once_the_gui_has_drawn_what_it_was_drawing(qtbot: QtBot, demo_context: ReportContext,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A result's table and overlays are drawn in frame steps: the draft it prompts waits until they are done."""
+    from PySide6.QtWidgets import QWidget
+
+    from workstation.qt.frame_steps import FrameSteps
+    from workstation.qt.report_panel import DraftWorker
+    from workstation.services import drafting
+
+    started: list[float] = []
+    real = drafting.draft_document
+
+    def noting_start(*args: Any, **kwargs: Any) -> Any:
+        started.append(time.perf_counter())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(drafting, "draft_document", noting_start)
+    owner = QWidget()
+    qtbot.addWidget(owner)
+    drawn: list[float] = []
+
+    def draw() -> None:
+        time.sleep(0.003)
+        drawn.append(time.perf_counter())
+
+    worker = DraftWorker(stream_interval_ms=0)
+    try:
+        FrameSteps(owner, budget_ms=0.0).start([draw for _ in range(40)])
+        with qtbot.waitSignal(worker.finished, timeout=30_000):
+            worker.submit(demo_context.subject)
+        assert len(drawn) == 40 and len(started) == 1
+        assert started[0] > drawn[-1]
+    finally:
+        assert worker.shutdown()
+
+
 class GatedEngine(Engine):
     """The real engine, holding each run at a gate and noting (in ``events``) when it starts and ends."""
 

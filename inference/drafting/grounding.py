@@ -57,6 +57,7 @@ from inference.drafting.grounding_places import (
 from inference.drafting.inputs import ReportInputs
 from inference.drafting.lexicon import Mention, clause_of, clauses, find_terms, is_negated, sides_in
 from inference.drafting.quantities import CANONICAL_UNIT, Quantity, find_quantities, format_value
+from inference.gil import share_gil
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +129,10 @@ class GroundingReport:
 def check_draft(draft: ReportDraft, inputs: ReportInputs) -> GroundingReport:
     """Check every sentence of ``draft`` against the findings and texts of ``inputs``."""
     facts = collect_facts(inputs)
-    checks = [check_sentence(text, section, facts, index) for section, index, text in draft.sentences()]
+    checks = []
+    for section, index, text in draft.sentences():
+        share_gil()  # a sentence at a time: a GUI thread drawing meanwhile waits ~1 ms, not a switch interval
+        checks.append(check_sentence(text, section, facts, index))
     logger.info("grounding: %d sentences, %d flagged", len(checks), sum(not c.ok for c in checks))
     return GroundingReport(checks)
 

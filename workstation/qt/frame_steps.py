@@ -10,6 +10,10 @@ and the GUI thread's owners of such work take turns: one batch per turn in all.
 The first batch runs at once, so what the user asked for starts showing without
 delay. A caller that needs everything done now (a test, a selection that needs
 every row) calls ``finish``; starting again replaces what was still pending.
+
+``when_quiet`` is the other side of the same rule: work of another thread
+that would compete with the drawing for the GIL (the template draft, pure
+Python) waits until the GUI thread has drawn what it was drawing.
 """
 
 from __future__ import annotations
@@ -20,12 +24,19 @@ from collections import deque
 from collections.abc import Callable, Iterable
 
 import shiboken6
-from PySide6.QtCore import QObject, QTimer
+from PySide6.QtCore import QCoreApplication, QObject, QTimer
 
 logger = logging.getLogger(__name__)
 
 FRAME_BUDGET_MS = 4.0
 """Work in one event-loop turn: well inside a 16 ms frame, the rest is layout and painting."""
+QUIET_TICK_MS = 8
+"""How often ``when_quiet`` looks at the GUI thread."""
+QUIET_TICKS = 3
+"""Consecutive on-time looks with no steps pending that make the GUI thread quiet: the layout and paint
+requests the last steps posted have been handled by then."""
+QUIET_LATE_MS = 4.0
+"""A look this much later than asked for means the event loop was busy in between (a layout, a paint)."""
 YIELD_MS = 1
 """The pause before the next batch: a real timer, so due timers and paints run in between (a zero-time
 single shot is a posted event, delivered in the same pass as the paint it follows)."""
@@ -44,6 +55,11 @@ class _Turns:
     def __init__(self) -> None:
         self._owners: deque[FrameSteps] = deque()
         self._scheduled = False
+
+    @property
+    def busy(self) -> bool:
+        """True while some owner still has steps pending."""
+        return any(shiboken6.isValid(o) and o.busy for o in self._owners)
 
     def want(self, owner: FrameSteps) -> None:
         if owner not in self._owners:
@@ -132,3 +148,40 @@ class FrameSteps(QObject):
                 break
         if self._after_batch is not None:
             self._after_batch()
+
+
+class _QuietWatch(QObject):
+    """Calls ``callback`` once the GUI thread is quiet (see ``when_quiet``); deletes itself after."""
+
+    def __init__(self, callback: Callable[[], object], max_wait_ms: int) -> None:
+        super().__init__(QCoreApplication.instance())
+        self._callback = callback
+        self._deadline = time.perf_counter() + max_wait_ms / 1000.0
+        self._quiet = 0
+        self._last = time.perf_counter()
+        self._timer = QTimer(self)
+        self._timer.setInterval(QUIET_TICK_MS)
+        self._timer.timeout.connect(self._look)
+        self._timer.start()
+
+    def _look(self) -> None:
+        now = time.perf_counter()
+        late = (now - self._last) * 1000.0 - QUIET_TICK_MS
+        self._last = now
+        self._quiet = self._quiet + 1 if late <= QUIET_LATE_MS and not _TURNS.busy else 0
+        if self._quiet >= QUIET_TICKS or now >= self._deadline:
+            self._timer.stop()
+            self.deleteLater()
+            self._callback()
+
+
+def when_quiet(callback: Callable[[], object], max_wait_ms: int = 500) -> None:
+    """Call ``callback`` on the GUI thread once it has no frame steps pending and its event loop keeps time.
+
+    Quiet means ``QUIET_TICKS`` looks in a row, ``QUIET_TICK_MS`` apart, each on
+    time and with no ``FrameSteps`` work left: what was being drawn (a result's
+    table and overlays, their layout) is on screen. A busy GUI (a cine loop)
+    never starves the caller: after ``max_wait_ms`` it is called all the same.
+    Call from the GUI thread (post it there from another one).
+    """
+    _QuietWatch(callback, max_wait_ms)

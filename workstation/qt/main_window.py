@@ -34,6 +34,7 @@ from workstation.document import AutosaveStore, ReportDocument
 from workstation.qt.bridge import GuiPoster, stop_at_quit
 from workstation.qt.browser import StudyBrowser, local_paths
 from workstation.qt.compare import CompareReading
+from workstation.qt.frame_steps import when_quiet
 from workstation.qt.panels import AnalysisBar, FindingsPanel, NotesPanel
 from workstation.qt.reading import ReadingSession
 from workstation.qt.report_panel import ReportPanel, offer_recovery
@@ -229,11 +230,16 @@ class MainWindow(QMainWindow):
     def _report_for_series(self, series_id: int) -> None:
         """An AI result is on screen: draft its study's report (or reopen the saved one).
 
-        Its context (index reads, de-identified notes) is built on the session's I/O runner, never in the
-        frame that draws the result; the draft starts when it arrives.
+        Its context (index reads, de-identified notes) is built on the session's I/O runner once the result is
+        drawn (``when_quiet``: Python on another thread competes with the drawing for the GIL); the draft
+        starts when it arrives.
         """
+        when_quiet(lambda: self._build_report_context(series_id))
+
+    def _build_report_context(self, series_id: int) -> None:
+        current = self.session.current
         result, volume = self.session.result(series_id), self.session.volume()
-        if result is None or volume is None:
+        if self._closed or current is None or current.series_id != series_id or result is None or volume is None:
             return
         submit_context(self.session.model.io, self._poster.post, self.catalog, series_id, result, volume,
                        lambda outcome: self._report_context_built(outcome, result))

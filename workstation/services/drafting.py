@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from inference.cancel import CancelledError, CancelToken
 from inference.contract import AnalysisResult, ProgressCallback, no_progress
 from inference.drafting import SECTIONS, Drafter, GroundingReport, ReportDraft, ReportInputs, SentenceCheck, check_draft
+from inference.gil import share_gil
 from workstation.document import DraftSource, ReportDocument, ReportError
 from workstation.services import audit_trail
 
@@ -103,6 +104,7 @@ def draft_document(subject: DraftSubject, drafter: Drafter, *, on_token: TokenCa
         raise CancelledError("report drafting cancelled")
     progress(CHECK_FRACTION, CHECK_STAGE)
     grounding = check_draft(draft, subject.inputs)
+    share_gil()  # between the pipeline's pure-Python steps (see inference.gil)
     document = _document(draft, grounding, study_key=subject.study_key, model_id=subject.model_id,
                          model_version=subject.model_version, study_description=subject.study_description,
                          series_uid=subject.series_uid)

@@ -15,14 +15,21 @@ Threading design (the same pattern as ``workstation.qt.worker.AnalysisWorker``):
 * ``submit`` supersedes the previous draft (the runner cancels its token; one
   still queued never runs) and returns the new generation number.
 * Streamed text is joined on the runner's thread and sent at most every
-  ``stream_interval_ms`` (20 a second by default), the first piece at once,
-  the rest when the draft ends, so a fast model cannot flood the GUI's event
-  queue. Text, status and outcome reach the GUI thread through
+  ``stream_interval_ms`` (20 a second by default), the first piece one interval
+  after drafting began, the rest when the draft ends, so a fast model cannot
+  flood the GUI's event queue, and a draft done within the interval (the
+  template) sends nothing the GUI would paint while it is being written or
+  checked: its document comes whole. Text, status and outcome reach the GUI thread through
   ``workstation.qt.bridge.GuiPoster``, tagged with their generation; anything
   that is not the current generation is dropped there.
 * What a job does is ``workstation.services.drafting.draft_document``, the one
   drafting pipeline (draft, clean, check, document) that ``workstation report``
   and the self-test run too: this module only decides where it runs.
+* A job waits, before it drafts, until the GUI thread is quiet
+  (``workstation.qt.frame_steps.when_quiet``, at most ``QUIET_WAIT_S``): the
+  template draft is ~20 ms of pure Python, and run while the GUI draws the
+  analysis that prompted it, it held the GIL the drawing needed (a 20-30 ms
+  frame, measured by benchmarks/bench_gui_stall.py).
 * ``cancel`` sets the job's ``CancelToken``: the language model stops before its
   next token (a ``StoppingCriteria``), the template between sections.
 * ``shutdown`` (on quit) cancels, releases the language model on the runner's
@@ -35,6 +42,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,6 +54,7 @@ from PySide6.QtCore import QCoreApplication, QObject, Signal, Slot
 from inference.cancel import CancelledError, CancelToken
 from inference.drafting import ReportInputs
 from workstation.qt.bridge import GuiPoster
+from workstation.qt.frame_steps import when_quiet
 from workstation.services import drafting
 from workstation.services.failures import user_message
 from workstation.services.runner import PRIORITY_DRAFT, PRIORITY_READER, CurrentJob, JobContext, JobDone, JobRunner
@@ -53,6 +62,7 @@ from workstation.services.runner import PRIORITY_DRAFT, PRIORITY_READER, Current
 logger = logging.getLogger(__name__)
 
 STREAM_INTERVAL_MS = 50  # at most 20 text signals a second
+QUIET_WAIT_S = 0.5  # the longest a draft waits for the GUI thread to finish drawing
 KIND = "draft"
 RELEASE_KIND = "draft-release"
 
@@ -86,7 +96,15 @@ class _Throttle:
         self._emit = emit
         self._interval = interval_s
         self._pending: list[str] = []
-        self._last = float("-inf")
+        self._last = time.monotonic()  # the first piece waits an interval too: a quick draft sends none
+
+    def restart(self) -> None:
+        """Drafting begins now (after a model was loaded): the first piece waits an interval from here."""
+        self._last = time.monotonic()
+
+    def quick(self) -> bool:
+        """True while less than an interval has passed since drafting began and nothing was sent."""
+        return time.monotonic() - self._last < self._interval
 
     def put(self, text: str) -> None:
         self._pending.append(text)
@@ -105,8 +123,10 @@ class _Drafting:
     """Runs drafting jobs; the drafter (and any language model) is made, used and released on the runner's thread."""
 
     def __init__(self, post: Callable[[Callable[[], None]], None], chunk: Callable[[int, str], None],
-                 status: Callable[[int, str], None], interval_s: float) -> None:
+                 status: Callable[[int, str], None], interval_s: float,
+                 quiet: Callable[[Callable[[], object], int], None] = when_quiet) -> None:
         self._post = post
+        self._quiet = quiet
         self._chunk = chunk
         self._status = status
         self._interval = interval_s
@@ -129,6 +149,14 @@ class _Drafting:
             self._drafter_key = key
         return self._drafter
 
+    def _await_quiet(self, token: CancelToken) -> None:
+        """Wait (on the runner's thread) until the GUI thread has drawn what it is drawing, or a cancel."""
+        settled = threading.Event()
+        self._post(lambda: self._quiet(settled.set, int(QUIET_WAIT_S * 1000)))
+        deadline = time.monotonic() + QUIET_WAIT_S + 0.1  # no event loop to answer (a test): go on all the same
+        while not settled.wait(0.01) and not token.cancelled and time.monotonic() < deadline:
+            pass
+
     def release(self) -> None:
         """Unload the language model, if one is loaded (on the runner's thread)."""
         drafter, self._drafter, self._drafter_key = self._drafter, None, None
@@ -141,11 +169,15 @@ class _Drafting:
     def run(self, job: DraftJob, _ctx: JobContext | None = None) -> DraftOutcome:
         """Draft ``job`` on the calling (runner's) thread; every error becomes an outcome."""
         gen = job.generation
+        self._emit_status(gen, "Drafting the report…")  # painted during the wait, not while the draft runs
+        self._await_quiet(job.token)
         if job.token.cancelled:
             return DraftOutcome("cancelled", gen)
         throttle = _Throttle(lambda text: self._emit_chunk(gen, text), self._interval)
 
         def checking(_fraction: float, _stage: str) -> None:
+            if throttle.quick():  # a template draft: its check takes a few ms more, nothing to show meanwhile
+                return
             throttle.flush()
             self._emit_status(gen, "Checking the draft against the findings…")
 
@@ -155,8 +187,9 @@ class _Drafting:
             if job.llm_dir is not None and not getattr(drafter, "loaded", True):
                 self._emit_status(gen, f"Loading the language model {job.llm_dir.name}…")
                 drafter.load()
-            self._emit_status(gen, "Drafting the report…")
+                self._emit_status(gen, "Drafting the report…")
             t0 = time.perf_counter()
+            throttle.restart()
             drafted = drafting.draft_document(job.subject, drafter, on_token=throttle.put, cancel=job.token,
                                               progress=checking)
         except CancelledError:
