@@ -118,7 +118,7 @@ def test_template_draft_streams_in_then_is_an_editable_ai_document(qtbot: QtBot,
     assert panel.banner.text().startswith("AI DRAFT – not signed")
     assert "0 of" in panel.banner.text()
     assert doc.source.drafter.startswith("template")
-    assert store.load(doc.study_key) is not None  # the fresh draft is saved at once
+    qtbot.waitUntil(lambda: store.load(doc.study_key) is not None, timeout=2000)  # saved in the next turn
     # accept one, then every unflagged sentence
     first = sentence_id(panel, "Findings", 0)
     panel.accept_sentence(first)
@@ -208,6 +208,7 @@ def test_edits_are_autosaved_after_a_debounce(qtbot: QtBot, make_panel: Any, dem
     panel = make_panel(autosave_ms=1000)
     draft(qtbot, panel, demo_context)
     path = store.path_for(demo_context.study_key)
+    qtbot.waitUntil(path.is_file, timeout=2000)  # the fresh draft, saved in the turn after it is shown
     sid = sentence_id(panel, "Findings", 9)
     panel.edit_sentence(sid, "Caution: emphysema index measured on thick sections.")
     edited_at = time.monotonic()

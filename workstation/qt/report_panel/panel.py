@@ -311,7 +311,7 @@ class ReportPanel(ReportActions):
             return
         doc = drafted.document  # drafted, cleaned, checked and flagged by the one pipeline, on the worker thread
         self.show_document(doc)
-        self.flush()
+        self._save_timer.start(0)  # saved in the next turn: the first rows and the file write are not one frame
         flagged = len(doc.unresolved())
         self.message.emit(f"Report drafted: {sum(1 for _ in doc.sentences())} sentences, {flagged} flagged")
 
