@@ -382,6 +382,23 @@ def test_a_template_draft_sends_nothing_to_paint_while_it_is_written(qtbot: QtBo
         assert worker.shutdown()
 
 
+def test_a_streaming_draft_is_never_taken_for_a_quick_one() -> None:
+    """Once text was sent (a language model streaming), the check's status and the text's tail are sent too."""
+    from workstation.qt.report_panel.draft_worker import _Throttle
+
+    sent: list[str] = []
+    throttle = _Throttle(sent.append, 0.05)
+    throttle.put("Findings: ")
+    assert sent == [] and throttle.quick()  # the first piece waits an interval
+    time.sleep(0.06)
+    throttle.put("the lungs")
+    assert sent == ["Findings: the lungs"]
+    throttle.put(" are clear.")
+    assert not throttle.quick()  # just sent, but a streaming draft: its check is announced and the tail flushed
+    throttle.flush()
+    assert sent == ["Findings: the lungs", " are clear."]
+
+
 def test_a_draft_starts_once_the_gui_has_drawn_what_it_was_drawing(qtbot: QtBot, demo_context: ReportContext,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """A result's table and overlays are drawn in frame steps: the draft it prompts waits until they are done."""

@@ -97,14 +97,15 @@ class _Throttle:
         self._interval = interval_s
         self._pending: list[str] = []
         self._last = time.monotonic()  # the first piece waits an interval too: a quick draft sends none
+        self._sent = False
 
     def restart(self) -> None:
         """Drafting begins now (after a model was loaded): the first piece waits an interval from here."""
         self._last = time.monotonic()
 
     def quick(self) -> bool:
-        """True while less than an interval has passed since drafting began and nothing was sent."""
-        return time.monotonic() - self._last < self._interval
+        """True while nothing was sent and less than an interval has passed since drafting began."""
+        return not self._sent and time.monotonic() - self._last < self._interval
 
     def put(self, text: str) -> None:
         self._pending.append(text)
@@ -116,6 +117,7 @@ class _Throttle:
     def flush(self) -> None:
         if self._pending:
             text, self._pending = "".join(self._pending), []
+            self._sent = True
             self._emit(text)
 
 
