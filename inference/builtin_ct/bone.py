@@ -212,7 +212,7 @@ def segment_bone(hu: F32, hmax: F32, body: Bool3, spacing: tuple[float, float, f
     cand = (((hu >= core_hu) & body & ~lumen) | kept) & ~rejected
     clab, cn = label(cand, FULL)
     touched = np.zeros(cn + 1, dtype=bool)
-    touched[np.unique(clab[kept])] = True
+    touched[clab[kept]] = True  # no np.unique: it sorts holding the GIL (a GUI frame late), indexing does not
     # isolated dense specks are calcifications (vessels, nodes, granulomas), not bone
     touched &= np.bincount(clab.ravel(), minlength=cn + 1) * float(np.prod(spacing)) >= MIN_BONE_MM3
     touched[0] = False

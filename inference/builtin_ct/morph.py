@@ -84,7 +84,7 @@ def _border_labels(lab: Int3, n: int, in_plane: bool) -> npt.NDArray[np.bool_]:
     if not in_plane:
         faces += [lab[0], lab[-1]]
     for face in faces:
-        border[np.unique(face)] = True
+        border[face] = True  # no np.unique: it sorts holding the GIL (a GUI frame late), indexing does not
     border[0] = False
     return border
 

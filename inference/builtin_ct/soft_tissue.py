@@ -398,8 +398,8 @@ def _psoas(candidate: Bool3, column: Bool3, centre_y: F64, centre_x: F64,
         if n == 0:
             break
         ok = np.zeros(n + 1, dtype=bool)
-        ok[np.unique(lab[near & (lab > 0)])] = True
-        ok[np.unique(lab[(dilate(exits, r) if step else exits) & (lab > 0)])] = False  # erosion backs off the edge
+        ok[lab[near & (lab > 0)]] = True  # index by the labels as they are: np.unique sorts holding the GIL
+        ok[lab[(dilate(exits, r) if step else exits) & (lab > 0)]] = False  # erosion backs off the edge
         ok[np.bincount(lab.ravel(), minlength=n + 1) > max_px] = False
         ok[0] = False
         if not ok.any():

@@ -273,8 +273,8 @@ def _attachments(bone: Bool3, cy: F64, cx: F64, spacing: tuple[float, float, flo
     where = np.nonzero(lab)
     np.maximum.at(reach, lab[where], dx[where[0], 0, where[2]])
     at_end = np.zeros(n + 1, dtype=bool)  # cut by the scan: its reach is only a lower bound
-    at_end[np.unique(lab[0])] = True
-    at_end[np.unique(lab[-1])] = True
+    at_end[lab[0]] = True  # no np.unique: it sorts holding the GIL (a GUI frame late), indexing does not
+    at_end[lab[-1]] = True
     long_bone = (reach >= RIB_REACH_MM) | (at_end & (reach >= CUT_RIB_REACH_MM))
     long_bone[0] = False
     contact = long_bone[lab] & ring
